@@ -1,0 +1,67 @@
+"""FastAPI dependencies shared by every domain's routes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from o2o.accounts.service import get_user
+from o2o.config import Settings
+from o2o.db import Database
+from o2o.merchants.access import Actor, load_actor
+from o2o.security import bearer_user_id, require_user_id
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+DbDep = Annotated[Database, Depends(get_database)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def write_session(db: DbDep) -> Iterator[Session]:
+    """One transaction per request; committed before the response is sent."""
+    with db.transaction() as session:
+        yield session
+
+
+def read_session(db: DbDep) -> Iterator[Session]:
+    with db.transaction(readonly=True) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(write_session)]
+ReadSessionDep = Annotated[Session, Depends(read_session)]
+
+
+def current_actor(db: DbDep, user_id: Annotated[int, Depends(require_user_id)]) -> Actor:
+    with db.transaction(readonly=True) as session:
+        return load_actor(session, get_user(session, user_id))
+
+
+def optional_actor(
+    db: DbDep, user_id: Annotated[int | None, Depends(bearer_user_id)]
+) -> Actor | None:
+    if user_id is None:
+        return None
+    with db.transaction(readonly=True) as session:
+        return load_actor(session, get_user(session, user_id))
+
+
+def admin_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    actor.require_admin()
+    return actor
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+OptionalActorDep = Annotated[Actor | None, Depends(optional_actor)]
+AdminDep = Annotated[Actor, Depends(admin_actor)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]

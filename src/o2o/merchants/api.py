@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from o2o.deps import ActorDep, AdminDep, OptionalActorDep, ReadSessionDep, SessionDep
+from o2o.merchants import service
+from o2o.merchants.schemas import (
+    CategoryIn,
+    CategoryOut,
+    CategoryUpdate,
+    MerchantApply,
+    MerchantOut,
+    MerchantPublic,
+    MerchantSettings,
+    MerchantUpdate,
+    ReviewDecision,
+    StaffIn,
+    StaffOut,
+    StoreIn,
+    StoreOut,
+    StoreUpdate,
+)
+from o2o.schemas import Id, Page, PageLimit
+
+router = APIRouter(prefix="/api/v1", tags=["merchants"])
+admin_router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+MerchantStatus = Literal["pending", "approved", "rejected", "suspended"]
+
+
+def _cursor(items: list, limit: int) -> str | None:
+    return str(items[-1].id) if len(items) == limit else None
+
+
+@router.post("/merchants", status_code=201, response_model=MerchantOut)
+def apply(body: MerchantApply, actor: ActorDep, session: SessionDep) -> MerchantOut:
+    return MerchantOut.model_validate(service.apply(session, actor, **body.model_dump()))
+
+
+@router.get("/merchants/{merchant_id}", response_model=MerchantOut | MerchantPublic)
+def get_merchant(
+    merchant_id: Id, actor: OptionalActorDep, session: ReadSessionDep
+) -> MerchantOut | MerchantPublic:
+    merchant = service.visible_merchant(session, merchant_id, actor)
+    if actor is not None and (actor.is_admin or actor.staff_role(merchant_id)):
+        return MerchantOut.model_validate(merchant)
+    return MerchantPublic.model_validate(merchant)
+
+
+@router.patch("/merchants/{merchant_id}", response_model=MerchantOut)
+def update_merchant(
+    merchant_id: Id, body: MerchantUpdate, actor: ActorDep, session: SessionDep
+) -> MerchantOut:
+    changes = body.model_dump(exclude_unset=True)
+    return MerchantOut.model_validate(service.update(session, actor, merchant_id, **changes))
+
+
+@router.post("/merchants/{merchant_id}/stores", status_code=201, response_model=StoreOut)
+def create_store(merchant_id: Id, body: StoreIn, actor: ActorDep, session: SessionDep) -> StoreOut:
+    return StoreOut.model_validate(
+        service.create_store(session, actor, merchant_id, **body.model_dump())
+    )
+
+
+@router.get("/merchants/{merchant_id}/stores", response_model=list[StoreOut])
+def list_stores(
+    merchant_id: Id, actor: OptionalActorDep, session: ReadSessionDep
+) -> list[StoreOut]:
+    service.visible_merchant(session, merchant_id, actor)
+    return [StoreOut.model_validate(s) for s in service.list_stores(session, merchant_id)]
+
+
+@router.get("/merchants/{merchant_id}/stores/{store_id}", response_model=StoreOut)
+def get_store(
+    merchant_id: Id, store_id: Id, actor: OptionalActorDep, session: ReadSessionDep
+) -> StoreOut:
+    service.visible_merchant(session, merchant_id, actor)
+    return StoreOut.model_validate(service.get_store(session, merchant_id, store_id))
+
+
+@router.patch("/merchants/{merchant_id}/stores/{store_id}", response_model=StoreOut)
+def update_store(
+    merchant_id: Id, store_id: Id, body: StoreUpdate, actor: ActorDep, session: SessionDep
+) -> StoreOut:
+    changes = body.model_dump(exclude_unset=True)
+    return StoreOut.model_validate(
+        service.update_store(session, actor, merchant_id, store_id, **changes)
+    )
+
+
+@router.get("/merchants/{merchant_id}/staff", response_model=list[StaffOut])
+def list_staff(merchant_id: Id, actor: ActorDep, session: ReadSessionDep) -> list[StaffOut]:
+    return [StaffOut(**row) for row in service.list_staff(session, actor, merchant_id)]
+
+
+@router.post("/merchants/{merchant_id}/staff", status_code=201, response_model=StaffOut)
+def add_staff(merchant_id: Id, body: StaffIn, actor: ActorDep, session: SessionDep) -> StaffOut:
+    membership = service.add_staff(
+        session, actor, merchant_id, phone=body.phone, role=body.role, store_ids=body.store_ids
+    )
+    return StaffOut(
+        user_id=membership.user_id,
+        phone=body.phone,
+        name="",
+        role=membership.role,
+        store_ids=membership.store_ids,
+    )
+
+
+@router.delete("/merchants/{merchant_id}/staff/{user_id}", status_code=204)
+def remove_staff(merchant_id: Id, user_id: Id, actor: ActorDep, session: SessionDep) -> Response:
+    service.remove_staff(session, actor, merchant_id, user_id)
+    return Response(status_code=204)
+
+
+@router.get("/categories", response_model=list[CategoryOut])
+def categories(session: ReadSessionDep) -> list[CategoryOut]:
+    return [CategoryOut.model_validate(n) for n in service.category_tree(session)]
+
+
+# --- operator -------------------------------------------------------------------------------
+
+
+@admin_router.get("/merchants", response_model=Page[MerchantOut])
+def admin_list_merchants(
+    _admin: AdminDep,
+    session: ReadSessionDep,
+    status: MerchantStatus | None = None,
+    limit: PageLimit = 50,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
+) -> Page[MerchantOut]:
+    items = list(
+        service.list_merchants(
+            session, status=status, limit=limit, after_id=int(cursor) if cursor else None
+        )
+    )
+    return Page[MerchantOut](
+        items=[MerchantOut.model_validate(m) for m in items], next_cursor=_cursor(items, limit)
+    )
+
+
+@admin_router.post("/merchants/{merchant_id}/approve", response_model=MerchantOut)
+def approve(merchant_id: Id, admin: AdminDep, session: SessionDep) -> MerchantOut:
+    return MerchantOut.model_validate(service.review(session, admin, merchant_id, "approve"))
+
+
+@admin_router.post("/merchants/{merchant_id}/reject", response_model=MerchantOut)
+def reject(
+    merchant_id: Id, body: ReviewDecision, admin: AdminDep, session: SessionDep
+) -> MerchantOut:
+    return MerchantOut.model_validate(
+        service.review(session, admin, merchant_id, "reject", body.reason)
+    )
+
+
+@admin_router.post("/merchants/{merchant_id}/suspend", response_model=MerchantOut)
+def suspend(
+    merchant_id: Id, body: ReviewDecision, admin: AdminDep, session: SessionDep
+) -> MerchantOut:
+    return MerchantOut.model_validate(
+        service.review(session, admin, merchant_id, "suspend", body.reason)
+    )
+
+
+@admin_router.patch("/merchants/{merchant_id}", response_model=MerchantOut)
+def configure(
+    merchant_id: Id, body: MerchantSettings, admin: AdminDep, session: SessionDep
+) -> MerchantOut:
+    changes = body.model_dump(exclude_unset=True)
+    return MerchantOut.model_validate(service.configure(session, admin, merchant_id, **changes))
+
+
+@admin_router.get("/categories", response_model=list[CategoryOut])
+def admin_categories(_admin: AdminDep, session: ReadSessionDep) -> list[CategoryOut]:
+    return [CategoryOut.model_validate(n) for n in service.category_tree(session)]
+
+
+@admin_router.post("/categories", status_code=201, response_model=CategoryOut)
+def create_category(body: CategoryIn, _admin: AdminDep, session: SessionDep) -> CategoryOut:
+    return CategoryOut.model_validate(service.create_category(session, **body.model_dump()))
+
+
+@admin_router.patch("/categories/{category_id}", response_model=CategoryOut)
+def update_category(
+    category_id: Id, body: CategoryUpdate, _admin: AdminDep, session: SessionDep
+) -> CategoryOut:
+    changes = body.model_dump(exclude_unset=True)
+    return CategoryOut.model_validate(service.update_category(session, category_id, **changes))
