@@ -94,6 +94,7 @@ class World:
     pending_merchant_id: int
     tokens: dict[str, str]
     phones: dict[str, str]
+    db: Database
 
     def token(self, role: str) -> str | None:
         return self.tokens.get(role)
@@ -169,4 +170,6 @@ def build_world(db: Database, app: Any) -> World:
         "other_manager": token_for(app, b.manager_id),
         "other_clerk": token_for(app, b.clerk_id),
     }
-    return World(category_id, a, b, operator.id, consumer.id, other.id, pending.id, tokens, phones)
+    return World(
+        category_id, a, b, operator.id, consumer.id, other.id, pending.id, tokens, phones, db
+    )

@@ -6,22 +6,26 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from o2o import __version__
-from o2o.accounts.api import router as accounts_router
 from o2o.config import Settings, get_settings
 from o2o.db import Database
 from o2o.errors import install_error_handlers, problem_response
-from o2o.merchants.api import admin_router as merchants_admin_router
-from o2o.merchants.api import router as merchants_router
+from o2o.registry import domain_modules
 from o2o.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 
-ROUTERS = [accounts_router, merchants_router, merchants_admin_router]
+
+def domain_routers() -> list[APIRouter]:
+    """Every domain's ``api.routers`` (pages come last so API paths win)."""
+    routers: list[APIRouter] = []
+    for module in domain_modules("api"):
+        routers.extend(module.routers)
+    return routers
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
@@ -50,7 +54,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     app.state.db = db
     app.state.secret_key = settings.resolved_secret_key()
     install_error_handlers(app)
-    for router in ROUTERS:
+    for router in domain_routers():
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])

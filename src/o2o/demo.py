@@ -17,6 +17,7 @@ from o2o.accounts import service as accounts
 from o2o.accounts.models import User
 from o2o.db import Database
 from o2o.merchants.models import Category, Membership, MembershipStore, Merchant, Store
+from o2o.registry import domain_modules
 from o2o.timeutil import utcnow
 
 DEMO_LOADED_KEY = "demo_loaded_at"
@@ -247,13 +248,16 @@ def load_accounts_and_merchants(session: Session) -> int:
     return created
 
 
-# Later domains append steps (listings, orders, channels …); each must be idempotent.
-DEMO_STEPS: list[Callable[[Session], int]] = [load_accounts_and_merchants]
+def demo_steps() -> list[Callable[[Session], int]]:
+    """The base step, then each domain's ``o2o/<domain>/demo.py`` (``load_demo(session)``),
+    ordered by its ``DEMO_ORDER``. Every step must be idempotent."""
+    modules = sorted(domain_modules("demo"), key=lambda m: getattr(m, "DEMO_ORDER", 100))
+    return [load_accounts_and_merchants, *(m.load_demo for m in modules)]
 
 
 def load(db: Database) -> int:
     created = 0
-    for step in DEMO_STEPS:
+    for step in demo_steps():
         with db.transaction() as session:
             created += step(session)
     with db.transaction() as session:

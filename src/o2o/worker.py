@@ -1,6 +1,6 @@
 """The background worker: timers that sweep due work (unpaid timeouts, expiries, auto-confirm…).
 
-Each job takes the database and the settings, does one bounded batch, and returns how many
+Domains put their jobs in ``o2o/<domain>/jobs.py`` with ``@job("name")``. Each job takes the database and the settings, does one bounded batch, and returns how many
 things it moved. Jobs must be idempotent and safe with several workers at once (they claim rows
 with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer anyway).
 """
@@ -47,8 +47,9 @@ def _purge_rate_events(db: Database, settings: Settings) -> int:
 
 
 def load_jobs() -> list[RegisteredJob]:
-    import o2o.app  # noqa: F401  (imports every domain, which registers its jobs)
+    from o2o.registry import domain_modules
 
+    domain_modules("jobs")  # each domain's jobs.py registers its jobs with @job
     return list(JOBS)
 
 

@@ -44,3 +44,6 @@ def me(actor: ActorDep, session: ReadSessionDep) -> MeOut:
             for r in actor.roles.values()
         ],
     )
+
+
+routers = [router]

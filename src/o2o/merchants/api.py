@@ -188,3 +188,6 @@ def update_category(
 ) -> CategoryOut:
     changes = body.model_dump(exclude_unset=True)
     return CategoryOut.model_validate(service.update_category(session, category_id, **changes))
+
+
+routers = [router, admin_router]

@@ -1,0 +1,1585 @@
+"""A local fake of the WeChat Pay API v3, served over real HTTP for tests.
+
+It has its own platform key (public-key mode with a ``PUB_KEY_ID_...`` serial, or a
+self-signed platform certificate), knows each merchant's API key, verifies the
+``Authorization`` signature of every request, signs every response, and keeps orders,
+combined orders, refunds, profit-sharing orders and trade bills in memory.
+
+    with FakeWeChatPay() as fake:
+        config = fake.merchant_config()              # direct merchant, wired to the fake
+        client = WeChatPayClient(config)
+        prepay_id = client.jsapi_prepay(...)
+        note = fake.pay("ORDER-1")                   # paid; a signed, encrypted notification
+        client.parse_notification(note.headers, note.body)
+        fake.deliver("/api/v1/payments/wechatpay/notify", note, client=test_client)
+
+Partner mode: ``fake.partner_config()`` (sp_mchid/sp_appid) and pass ``sub_mchid=`` per call.
+Failure modes: ``fail_next(...)``, ``delay_next(...)``, ``tamper_next_response(...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gzip
+import hashlib
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import httpx
+import pytest
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from o2o.money import apply_rate
+from o2o.payments.wechatpay import WeChatPayConfig
+from o2o.payments.wechatpay_crypto import (
+    AEAD_ALGORITHM,
+    SIGNATURE_SCHEME,
+    aes_gcm_encrypt,
+    new_nonce,
+    parse_authorization,
+    private_key_pem,
+    public_key_pem,
+    request_message,
+    response_message,
+    rsa_oaep_decrypt,
+    rsa_sign,
+    rsa_verify,
+)
+from o2o.timeutil import CHINA_TZ
+
+DEFAULT_MCHID = "1900000109"
+DEFAULT_APPID = "wxd678efh567hg6787"
+DEFAULT_SP_MCHID = "1900000100"
+DEFAULT_SP_APPID = "wx8888888888888888"
+DEFAULT_NOTIFY_URL = "https://o2o.example.com/api/v1/payments/wechatpay/notify"
+TRADE_STATE_DESC = {
+    "NOTPAY": "订单未支付",
+    "SUCCESS": "支付成功",
+    "CLOSED": "订单已关闭",
+    "REFUND": "转入退款",
+}
+REFUND_EVENTS = {
+    "SUCCESS": ("REFUND.SUCCESS", "退款成功"),
+    "ABNORMAL": ("REFUND.ABNORMAL", "退款异常"),
+    "CLOSED": ("REFUND.CLOSED", "退款关闭"),
+}
+BILL_HEADER = [
+    "交易时间",
+    "公众账号ID",
+    "商户号",
+    "特约商户号",
+    "设备号",
+    "微信订单号",
+    "商户订单号",
+    "用户标识",
+    "交易类型",
+    "交易状态",
+    "付款银行",
+    "货币种类",
+    "应结订单金额",
+    "代金券金额",
+    "微信退款单号",
+    "商户退款单号",
+    "退款金额",
+    "充值券退款金额",
+    "退款类型",
+    "退款状态",
+    "商品名称",
+    "商户数据包",
+    "手续费",
+    "费率",
+    "订单金额",
+    "申请退款金额",
+    "费率备注",
+]
+BILL_SUMMARY_HEADER = [
+    "总交易单数",
+    "应结订单总金额",
+    "退款总金额",
+    "充值券退款总金额",
+    "手续费总金额",
+    "订单总金额",
+    "申请退款总金额",
+]
+
+
+# --------------------------------------------------------------------------- keys
+
+
+@functools.cache
+def test_rsa_key(label: str) -> rsa.RSAPrivateKey:
+    """A 2048-bit key per label, generated once per process (RSA keygen is slow)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _self_signed_cert(key: rsa.RSAPrivateKey, serial: int, common_name: str) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _digits(n: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(n))
+
+
+def _yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    fen = abs(fen)
+    return f"{sign}{fen // 100}.{fen % 100:02d}"
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class FakeMerchant:
+    mchid: str
+    appid: str
+    private_key: rsa.RSAPrivateKey
+    serial_no: str
+    apiv3_key: str
+
+
+@dataclass
+class FakeOrder:
+    owner: str  # mchid that authenticated (sp_mchid in partner mode)
+    mchid: str  # direct merchant / sub-order initiator
+    appid: str
+    sub_mchid: str | None
+    sub_appid: str | None
+    out_trade_no: str
+    description: str
+    total: int
+    attach: str
+    notify_url: str
+    trade_type: str
+    openid: str
+    openid_kind: str  # openid | sp_openid | sub_openid
+    profit_sharing: bool
+    request_fingerprint: str
+    time_expire: datetime | None = None
+    combine_out_trade_no: str | None = None
+    trade_state: str = "NOTPAY"
+    transaction_id: str | None = None
+    success_time: datetime | None = None
+    prepay_id: str | None = None
+    code_url: str | None = None
+    shared_fen: int = 0
+    unfrozen: bool = False
+
+
+@dataclass
+class FakeCombine:
+    owner: str
+    appid: str
+    combine_out_trade_no: str
+    order_keys: list[tuple[str, str, str]]
+    notify_url: str
+    trade_type: str
+    openid: str
+    request_fingerprint: str
+    scene_info: dict[str, Any] | None
+    prepay_id: str | None = None
+    code_url: str | None = None
+
+
+@dataclass
+class FakeRefund:
+    owner: str
+    sub_mchid: str | None
+    order_key: tuple[str, str, str]
+    out_refund_no: str
+    refund_id: str
+    amount: int
+    reason: str
+    notify_url: str
+    create_time: datetime
+    status: str = "PROCESSING"
+    success_time: datetime | None = None
+
+
+@dataclass
+class FakeSharingOrder:
+    owner: str
+    sub_mchid: str | None
+    transaction_id: str
+    out_order_no: str
+    order_id: str
+    receivers: list[dict[str, Any]]
+    unfreeze_unsplit: bool
+    request_fingerprint: str
+    state: str = "PROCESSING"
+
+
+@dataclass
+class FakeNotification:
+    """A notification as WeChat Pay would POST it; ``response`` is set once delivered."""
+
+    event_type: str
+    resource: dict[str, Any]
+    headers: dict[str, str]
+    body: bytes
+    notify_url: str
+    response: httpx.Response | None = None
+
+
+@dataclass
+class FakeRequestRecord:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    mchid: str | None
+    status: int = 0
+
+
+@dataclass
+class _Failure:
+    status: int
+    code: str
+    message: str
+    path_contains: str | None
+    after: bool
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code} {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _require(body: Mapping[str, Any], *names: str) -> None:
+    for name in names:
+        if body.get(name) in (None, ""):
+            raise _Reject(
+                400, "PARAM_ERROR", f"输入源“/body/{name}”映射到字段“{name}”必填性规则校验失败"
+            )
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _Reject(400, "PARAM_ERROR", f"{name} 必须为正整数(分)")
+    return value
+
+
+def _fingerprint(body: Mapping[str, Any], *drop: str) -> str:
+    kept = {k: v for k, v in body.items() if k not in drop}
+    return json.dumps(kept, sort_keys=True, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- the fake
+
+
+class FakeWeChatPay:
+    """In-memory WeChat Pay v3 on 127.0.0.1:<free port>; use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        platform_mode: Literal["public_key", "certificate"] = "public_key",
+        fresh_keys: bool = False,
+        auto_complete_refunds: bool = False,
+        require_receivers: bool = False,
+        fee_rate_bp: int = 60,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.platform_mode = platform_mode
+        self.auto_complete_refunds = auto_complete_refunds
+        self.require_receivers = require_receivers
+        self.fee_rate_bp = fee_rate_bp
+        self.clock = clock
+        self._fresh_keys = fresh_keys
+        label = f"fresh-{uuid.uuid4()}" if fresh_keys else "wechatpay-platform"
+        self.platform_private_key = test_rsa_key(label)
+        if platform_mode == "certificate":
+            cert_serial = int(secrets.token_hex(16), 16)
+            cert = _self_signed_cert(self.platform_private_key, cert_serial, "Tenpay.com Root CA")
+            self.platform_serial = format(cert_serial, "X")
+            self.platform_certificate_pem: str | None = cert.public_bytes(
+                serialization.Encoding.PEM
+            ).decode("ascii")
+        else:
+            self.platform_serial = "PUB_KEY_ID_0119000001092025010100000000" + _digits(4)
+            self.platform_certificate_pem = None
+        self.platform_public_key_pem = public_key_pem(self.platform_private_key)
+        self._lock = threading.RLock()
+        self._merchants: dict[str, FakeMerchant] = {}
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._port: int | None = None
+        self._route_table = self._routes()
+        self.reset()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def reset(self) -> None:
+        """Forget orders, refunds, bills and failure modes (merchants and keys stay)."""
+        with self._lock:
+            self.orders: dict[tuple[str, str, str], FakeOrder] = {}
+            self.combines: dict[tuple[str, str], FakeCombine] = {}
+            self.refunds: dict[tuple[str, str, str], FakeRefund] = {}
+            self.sharing_orders: dict[tuple[str, str, str], FakeSharingOrder] = {}
+            self.receivers: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            self.received_names: list[str] = []
+            self.requests: list[FakeRequestRecord] = []
+            self._by_transaction: dict[str, tuple[str, str, str]] = {}
+            self._bill_overrides: dict[tuple[str, str], str] = {}
+            self._bill_files: dict[str, tuple[bytes, bool]] = {}
+            self._failures: list[_Failure] = []
+            self._delays: list[float] = []
+            self._tampers: list[str] = []
+
+    def start(self) -> FakeWeChatPay:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._build_app(), log_level="warning", lifespan="off", access_log=False, ws="none"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("fake WeChat Pay server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> FakeWeChatPay:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._port is None:
+            raise RuntimeError("start the fake first")
+        return f"http://127.0.0.1:{self._port}"
+
+    # ------------------------------------------------------------------ merchants / configs
+
+    def merchant(self, mchid: str = DEFAULT_MCHID, appid: str | None = None) -> FakeMerchant:
+        """The merchant account ``mchid`` (created with its own API key on first use)."""
+        with self._lock:
+            found = self._merchants.get(mchid)
+            if found is None:
+                label = f"fresh-{uuid.uuid4()}" if self._fresh_keys else f"merchant-{mchid}"
+                found = FakeMerchant(
+                    mchid=mchid,
+                    appid=appid
+                    or (DEFAULT_SP_APPID if mchid == DEFAULT_SP_MCHID else DEFAULT_APPID),
+                    private_key=test_rsa_key(label),
+                    serial_no=secrets.token_hex(20).upper(),
+                    apiv3_key=secrets.token_hex(16),
+                )
+                self._merchants[mchid] = found
+            return found
+
+    def merchant_config(
+        self,
+        *,
+        mchid: str = DEFAULT_MCHID,
+        appid: str | None = None,
+        partner: bool = False,
+        notify_url: str = DEFAULT_NOTIFY_URL,
+        **overrides: Any,
+    ) -> WeChatPayConfig:
+        """A ``WeChatPayConfig`` for ``mchid`` pointed at this fake."""
+        m = self.merchant(mchid, appid)
+        if self.platform_certificate_pem is not None:
+            platform_key, platform_serial = self.platform_certificate_pem, ""
+        else:
+            platform_key, platform_serial = self.platform_public_key_pem, self.platform_serial
+        values: dict[str, Any] = {
+            "mchid": m.mchid,
+            "appid": m.appid,
+            "private_key": private_key_pem(m.private_key),
+            "merchant_serial_no": m.serial_no,
+            "apiv3_key": m.apiv3_key,
+            "platform_public_key": platform_key,
+            "platform_serial": platform_serial,
+            "notify_url": notify_url,
+            "base_url": self.base_url,
+            "timeout": 5.0,
+            "partner": partner,
+        }
+        values.update(overrides)
+        return WeChatPayConfig(**values)
+
+    def partner_config(
+        self, *, sp_mchid: str = DEFAULT_SP_MCHID, sp_appid: str | None = None, **overrides: Any
+    ) -> WeChatPayConfig:
+        """A service-provider (服务商) config; calls then name a ``sub_mchid``."""
+        return self.merchant_config(mchid=sp_mchid, appid=sp_appid, partner=True, **overrides)
+
+    # ------------------------------------------------------------------ failure modes
+
+    def fail_next(
+        self,
+        status: int = 500,
+        code: str = "SYSTEM_ERROR",
+        message: str = "系统异常，请稍后重试",
+        *,
+        times: int = 1,
+        path_contains: str | None = None,
+        after: bool = False,
+    ) -> None:
+        """Answer the next ``times`` matching requests with an error.
+
+        ``after=True`` processes the request first (state changes) and then answers with
+        the error: the "applied but the answer was lost" case retries must survive.
+        """
+        with self._lock:
+            self._failures.extend(
+                _Failure(status, code, message, path_contains, after) for _ in range(times)
+            )
+
+    def delay_next(self, seconds: float, *, times: int = 1) -> None:
+        """Sleep before handling the next requests (for client timeout tests)."""
+        with self._lock:
+            self._delays.extend([seconds] * times)
+
+    def tamper_next_response(
+        self,
+        kind: Literal["signature", "serial", "timestamp", "body"] = "signature",
+        *,
+        times: int = 1,
+    ) -> None:
+        """Corrupt the signing of the next responses the way an attacker or a bug would."""
+        with self._lock:
+            self._tampers.extend([kind] * times)
+
+    # ------------------------------------------------------------------ notifications
+
+    def build_notification(
+        self,
+        event_type: str,
+        resource: Mapping[str, Any],
+        *,
+        mchid: str | None = None,
+        summary: str | None = None,
+        original_type: str | None = None,
+        timestamp: int | None = None,
+        serial: str | None = None,
+        sign_key: rsa.RSAPrivateKey | None = None,
+        apiv3_key: str | None = None,
+        event_id: str | None = None,
+    ) -> tuple[dict[str, str], bytes]:
+        """A notification signed and AES-256-GCM encrypted exactly like WeChat Pay's."""
+        kind = original_type or (
+            "transaction"
+            if event_type.startswith("TRANSACTION")
+            else event_type.split(".")[0].lower()
+        )
+        key = apiv3_key or self.merchant(mchid or self._default_mchid()).apiv3_key
+        nonce = secrets.token_hex(6)  # 12 characters, as WeChat Pay sends
+        plaintext = json.dumps(resource, ensure_ascii=False, separators=(",", ":")).encode()
+        envelope = {
+            "id": event_id or str(uuid.uuid4()),
+            "create_time": self._iso(self.clock()),
+            "resource_type": "encrypt-resource",
+            "event_type": event_type,
+            "summary": summary or ("支付成功" if kind == "transaction" else event_type),
+            "resource": {
+                "original_type": kind,
+                "algorithm": AEAD_ALGORITHM,
+                "ciphertext": aes_gcm_encrypt(key.encode(), nonce, plaintext, kind),
+                "associated_data": kind,
+                "nonce": nonce,
+            },
+        }
+        body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+        ts = str(int(self.clock()) if timestamp is None else timestamp)
+        sig_nonce = new_nonce()
+        signature = rsa_sign(
+            sign_key or self.platform_private_key, response_message(ts, sig_nonce, body)
+        )
+        headers = {
+            "Content-Type": "application/json",
+            "Wechatpay-Timestamp": ts,
+            "Wechatpay-Nonce": sig_nonce,
+            "Wechatpay-Signature": signature,
+            "Wechatpay-Serial": serial or self.platform_serial,
+            "Wechatpay-Signature-Type": SIGNATURE_SCHEME,
+        }
+        return headers, body
+
+    def deliver(
+        self,
+        url: str,
+        notification: FakeNotification | tuple[dict[str, str], bytes],
+        *,
+        client: httpx.Client | None = None,
+    ) -> httpx.Response:
+        """POST a notification to ``url``; pass a Starlette ``TestClient`` as ``client``
+        to deliver straight into an app under test."""
+        if isinstance(notification, FakeNotification):
+            headers, body = notification.headers, notification.body
+        else:
+            headers, body = notification
+        if client is not None:
+            return client.post(url, content=body, headers=headers)
+        with httpx.Client(timeout=5) as http:
+            return http.post(url, content=body, headers=headers)
+
+    def pay(
+        self,
+        no: str,
+        *,
+        sub_mchid: str | None = None,
+        deliver: bool = False,
+        client: httpx.Client | None = None,
+        notify_url: str | None = None,
+        force: bool = False,
+    ) -> FakeNotification:
+        """The payer pays ``no`` (an out_trade_no or a combine_out_trade_no).
+
+        Returns the TRANSACTION.SUCCESS notification; with ``deliver=True`` also POSTs it
+        to the order's notify_url (or ``notify_url``), through ``client`` when given.
+        """
+        with self._lock:
+            combine = [c for c in self.combines.values() if c.combine_out_trade_no == no]
+            if combine:
+                c = combine[0]
+                orders = [self.orders[k] for k in c.order_keys]
+                if any(o.trade_state != "NOTPAY" for o in orders):
+                    raise ValueError(f"combined order {no} is not payable")
+                for o in orders:
+                    self._check_expiry(o, force)
+                for o in orders:
+                    self._mark_paid(o)
+                resource = self._combine_view(c)
+                owner, target = c.owner, c.notify_url
+            else:
+                order = self._find_order(no, sub_mchid)
+                if order.combine_out_trade_no:
+                    raise ValueError(f"{no} is part of {order.combine_out_trade_no}; pay that")
+                if order.trade_state != "NOTPAY":
+                    raise ValueError(f"order {no} is {order.trade_state}, not payable")
+                self._check_expiry(order, force)
+                self._mark_paid(order)
+                resource = self._order_view(order)
+                owner, target = order.owner, order.notify_url
+        headers, body = self.build_notification(
+            "TRANSACTION.SUCCESS", resource, mchid=owner, summary="支付成功"
+        )
+        note = FakeNotification(
+            "TRANSACTION.SUCCESS", resource, headers, body, notify_url or target
+        )
+        if deliver:
+            note.response = self.deliver(note.notify_url, note, client=client)
+        return note
+
+    def complete_refund(
+        self,
+        out_refund_no: str,
+        *,
+        status: Literal["SUCCESS", "ABNORMAL", "CLOSED"] = "SUCCESS",
+        sub_mchid: str | None = None,
+        deliver: bool = False,
+        client: httpx.Client | None = None,
+    ) -> FakeNotification:
+        """Move a PROCESSING refund to ``status``; returns the REFUND.* notification."""
+        with self._lock:
+            matches = [
+                r
+                for r in self.refunds.values()
+                if r.out_refund_no == out_refund_no
+                and (sub_mchid is None or r.sub_mchid == sub_mchid)
+            ]
+            if len(matches) != 1:
+                raise ValueError(f"{len(matches)} refunds numbered {out_refund_no}")
+            refund = matches[0]
+            if refund.status != "PROCESSING":
+                raise ValueError(f"refund {out_refund_no} is already {refund.status}")
+            refund.status = status
+            if status == "SUCCESS":
+                refund.success_time = self._now()
+            resource = self._refund_notify_view(refund)
+            event_type, summary = REFUND_EVENTS[status]
+        headers, body = self.build_notification(
+            event_type, resource, mchid=refund.owner, summary=summary, original_type="refund"
+        )
+        note = FakeNotification(event_type, resource, headers, body, refund.notify_url)
+        if deliver:
+            note.response = self.deliver(note.notify_url, note, client=client)
+        return note
+
+    def finish_profit_sharing(self, out_order_no: str, *, sub_mchid: str | None = None) -> None:
+        """WeChat Pay finished a PROCESSING profit-sharing order: receivers are paid."""
+        with self._lock:
+            matches = [
+                s
+                for s in self.sharing_orders.values()
+                if s.out_order_no == out_order_no
+                and (sub_mchid is None or s.sub_mchid == sub_mchid)
+            ]
+            if len(matches) != 1:
+                raise ValueError(f"{len(matches)} sharing orders numbered {out_order_no}")
+            sharing = matches[0]
+            now = self._iso(self.clock())
+            for r in sharing.receivers:
+                r["result"] = "SUCCESS"
+                r["finish_time"] = now
+            sharing.state = "FINISHED"
+
+    def set_trade_bill(self, bill_date: date, text: str, *, mchid: str | None = None) -> None:
+        """Serve ``text`` as the trade bill of ``bill_date`` instead of a generated one."""
+        with self._lock:
+            self._bill_overrides[(mchid or "*", bill_date.isoformat())] = text
+
+    def order(self, out_trade_no: str, *, sub_mchid: str | None = None) -> FakeOrder:
+        with self._lock:
+            return self._find_order(out_trade_no, sub_mchid)
+
+    # ------------------------------------------------------------------ internals: state
+
+    def _default_mchid(self) -> str:
+        return next(iter(self._merchants), DEFAULT_MCHID)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), CHINA_TZ)
+
+    @staticmethod
+    def _iso(ts: float | datetime) -> str:
+        value = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, CHINA_TZ)
+        return value.astimezone(CHINA_TZ).isoformat(timespec="seconds")
+
+    def _find_order(self, no: str, sub_mchid: str | None) -> FakeOrder:
+        matches = [
+            o
+            for o in self.orders.values()
+            if o.out_trade_no == no and (sub_mchid is None or o.sub_mchid == sub_mchid)
+        ]
+        if len(matches) != 1:
+            raise ValueError(f"{len(matches)} orders numbered {no}; pass sub_mchid")
+        return matches[0]
+
+    def _check_expiry(self, order: FakeOrder, force: bool) -> None:
+        if not force and order.time_expire is not None and self._now() > order.time_expire:
+            raise ValueError(f"order {order.out_trade_no} expired at {order.time_expire}")
+
+    def _mark_paid(self, order: FakeOrder) -> None:
+        order.trade_state = "SUCCESS"
+        order.transaction_id = "4200" + _digits(24)
+        order.success_time = self._now()
+        self._by_transaction[order.transaction_id] = self._key_of(order)
+
+    @staticmethod
+    def _key_of(order: FakeOrder) -> tuple[str, str, str]:
+        return (order.owner, order.sub_mchid or "", order.out_trade_no)
+
+    def _refunded(self, order: FakeOrder) -> int:
+        key = self._key_of(order)
+        return sum(
+            r.amount
+            for r in self.refunds.values()
+            if r.order_key == key and r.status in {"PROCESSING", "SUCCESS"}
+        )
+
+    # ------------------------------------------------------------------ internals: views
+
+    def _order_view(self, o: FakeOrder) -> dict[str, Any]:
+        view: dict[str, Any]
+        if o.sub_mchid:
+            view = {"sp_appid": o.appid, "sp_mchid": o.owner, "sub_mchid": o.sub_mchid}
+            if o.sub_appid:
+                view["sub_appid"] = o.sub_appid
+        else:
+            view = {"appid": o.appid, "mchid": o.mchid}
+        view.update(
+            out_trade_no=o.out_trade_no,
+            trade_state=o.trade_state,
+            trade_state_desc=TRADE_STATE_DESC[o.trade_state],
+            attach=o.attach,
+            amount={"total": o.total, "currency": "CNY", "payer_currency": "CNY"},
+        )
+        if o.transaction_id:
+            view.update(
+                transaction_id=o.transaction_id,
+                trade_type=o.trade_type,
+                bank_type="OTHERS",
+                success_time=self._iso(o.success_time or self._now()),
+                payer={o.openid_kind: o.openid},
+            )
+            view["amount"]["payer_total"] = o.total
+        return view
+
+    def _combine_view(self, c: FakeCombine) -> dict[str, Any]:
+        subs = []
+        for key in c.order_keys:
+            o = self.orders[key]
+            item: dict[str, Any] = {
+                "mchid": o.mchid,
+                "trade_type": o.trade_type,
+                "trade_state": o.trade_state,
+                "attach": o.attach,
+                "out_trade_no": o.out_trade_no,
+                "amount": {"total_amount": o.total, "currency": "CNY", "payer_currency": "CNY"},
+            }
+            if o.sub_mchid:
+                item["sub_mchid"] = o.sub_mchid
+            if o.sub_appid:
+                item["sub_appid"] = o.sub_appid
+            if o.transaction_id:
+                item.update(
+                    bank_type="OTHERS",
+                    success_time=self._iso(o.success_time or self._now()),
+                    transaction_id=o.transaction_id,
+                )
+                item["amount"]["payer_amount"] = o.total
+            subs.append(item)
+        view: dict[str, Any] = {
+            "combine_appid": c.appid,
+            "combine_mchid": c.owner,
+            "combine_out_trade_no": c.combine_out_trade_no,
+            "sub_orders": subs,
+        }
+        if c.scene_info:
+            view["scene_info"] = c.scene_info
+        if c.openid:
+            view["combine_payer_info"] = {"openid": c.openid}
+        return view
+
+    def _refund_amounts(self, r: FakeRefund) -> dict[str, Any]:
+        total = self.orders[r.order_key].total
+        return {
+            "total": total,
+            "refund": r.amount,
+            "payer_total": total,
+            "payer_refund": r.amount,
+            "settlement_total": total,
+            "settlement_refund": r.amount,
+            "discount_refund": 0,
+            "currency": "CNY",
+            "from": [],
+        }
+
+    def _refund_view(self, r: FakeRefund) -> dict[str, Any]:
+        o = self.orders[r.order_key]
+        view: dict[str, Any] = {
+            "refund_id": r.refund_id,
+            "out_refund_no": r.out_refund_no,
+            "transaction_id": o.transaction_id,
+            "out_trade_no": o.out_trade_no,
+            "channel": "ORIGINAL",
+            "user_received_account": "支付用户零钱",
+            "create_time": self._iso(r.create_time),
+            "status": r.status,
+            "funds_account": "AVAILABLE",
+            "amount": self._refund_amounts(r),
+            "promotion_detail": [],
+        }
+        if r.success_time:
+            view["success_time"] = self._iso(r.success_time)
+        return view
+
+    def _refund_notify_view(self, r: FakeRefund) -> dict[str, Any]:
+        o = self.orders[r.order_key]
+        view: dict[str, Any] = (
+            {"sp_mchid": r.owner, "sub_mchid": r.sub_mchid} if r.sub_mchid else {"mchid": o.mchid}
+        )
+        amounts = self._refund_amounts(r)
+        view.update(
+            out_trade_no=o.out_trade_no,
+            transaction_id=o.transaction_id,
+            refund_id=r.refund_id,
+            out_refund_no=r.out_refund_no,
+            refund_status=r.status,
+            user_received_account="支付用户零钱",
+            amount={k: amounts[k] for k in ("total", "refund", "payer_total", "payer_refund")},
+        )
+        if r.success_time:
+            view["success_time"] = self._iso(r.success_time)
+        return view
+
+    def _sharing_view(self, s: FakeSharingOrder) -> dict[str, Any]:
+        view: dict[str, Any] = {"sub_mchid": s.sub_mchid} if s.sub_mchid else {}
+        view.update(
+            transaction_id=s.transaction_id,
+            out_order_no=s.out_order_no,
+            order_id=s.order_id,
+            state=s.state,
+            receivers=[dict(r) for r in s.receivers],
+        )
+        return view
+
+    # ------------------------------------------------------------------ internals: HTTP
+
+    def _build_app(self) -> Starlette:
+        async def endpoint(request: Request) -> Response:
+            body = await request.body()
+            with self._lock:
+                delay = self._delays.pop(0) if self._delays else 0.0
+            if delay:
+                await asyncio.sleep(delay)
+            raw_path = request.scope.get("raw_path") or request.url.path.encode()
+            query_string = request.scope.get("query_string", b"")
+            signed_path = raw_path.decode("latin-1")
+            if query_string:
+                signed_path += "?" + query_string.decode("latin-1")
+            return self._dispatch(request, signed_path, body)
+
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+        return Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)])
+
+    def _routes(self) -> list[tuple[str, re.Pattern[str], Callable[..., tuple[int, Any]]]]:
+        no = r"(?P<no>[^/]+)"
+        table: list[tuple[str, str, Callable[..., tuple[int, Any]]]] = [
+            ("POST", r"/v3/pay/transactions/(?P<kind>jsapi|native)", self._h_prepay),
+            ("POST", r"/v3/pay/partner/transactions/(?P<kind>jsapi|native)", self._h_prepay),
+            ("GET", rf"/v3/pay/transactions/(?P<by>out-trade-no|id)/{no}", self._h_query),
+            ("GET", rf"/v3/pay/partner/transactions/(?P<by>out-trade-no|id)/{no}", self._h_query),
+            ("POST", rf"/v3/pay/transactions/out-trade-no/{no}/close", self._h_close),
+            ("POST", rf"/v3/pay/partner/transactions/out-trade-no/{no}/close", self._h_close),
+            ("POST", r"/v3/combine-transactions/(?P<kind>jsapi|native)", self._h_combine_prepay),
+            ("GET", rf"/v3/combine-transactions/out-trade-no/{no}", self._h_combine_query),
+            ("POST", rf"/v3/combine-transactions/out-trade-no/{no}/close", self._h_combine_close),
+            ("POST", r"/v3/refund/domestic/refunds", self._h_refund),
+            ("GET", rf"/v3/refund/domestic/refunds/{no}", self._h_refund_query),
+            ("POST", r"/v3/profitsharing/receivers/add", self._h_receiver_add),
+            ("POST", r"/v3/profitsharing/orders/unfreeze", self._h_unfreeze),
+            ("POST", r"/v3/profitsharing/orders", self._h_sharing),
+            ("GET", rf"/v3/profitsharing/orders/{no}", self._h_sharing_query),
+            ("GET", r"/v3/bill/tradebill", self._h_tradebill),
+            ("GET", r"/v3/billdownload/file", self._h_bill_download),
+        ]
+        return [(m, re.compile(p + "$"), h) for m, p, h in table]
+
+    def _dispatch(self, request: Request, signed_path: str, body: bytes) -> Response:
+        path = request.url.path
+        query = dict(request.query_params)
+        record = FakeRequestRecord(request.method, path, query, None, None)
+        with self._lock:
+            self.requests.append(record)
+            try:
+                merchant = self._authenticate(request, signed_path, body)
+                record.mchid = merchant.mchid
+                payload: Any = {}
+                if body:
+                    try:
+                        payload = json.loads(body)
+                    except ValueError:
+                        raise _Reject(400, "PARAM_ERROR", "请求体不是合法的JSON") from None
+                    if not isinstance(payload, dict):
+                        raise _Reject(400, "PARAM_ERROR", "请求体必须是JSON对象")
+                record.body = payload
+                failure = next(
+                    (
+                        f
+                        for f in self._failures
+                        if f.path_contains is None or f.path_contains in path
+                    ),
+                    None,
+                )
+                if failure is not None:
+                    self._failures.remove(failure)
+                    if not failure.after:
+                        raise _Reject(failure.status, failure.code, failure.message)
+                handler, groups = self._route(request.method, path)
+                status, result = handler(
+                    merchant=merchant, query=query, body=payload, request=request, **groups
+                )
+                if failure is not None:
+                    raise _Reject(failure.status, failure.code, failure.message)
+            except _Reject as exc:
+                record.status = exc.status
+                return self._json_response(exc.status, {"code": exc.code, "message": exc.message})
+            record.status = status
+            if isinstance(result, bytes):  # a bill file: a stream, not signed by WeChat Pay
+                return Response(result, status_code=status, media_type="application/octet-stream")
+            return self._json_response(status, result)
+
+    def _route(
+        self, method: str, path: str
+    ) -> tuple[Callable[..., tuple[int, Any]], dict[str, str]]:
+        for m, pattern, handler in self._route_table:
+            match = pattern.match(path)
+            if match and m == method:
+                return handler, match.groupdict()
+        raise _Reject(404, "NOT_FOUND", f"no such API: {method} {path}")
+
+    def _authenticate(self, request: Request, signed_path: str, body: bytes) -> FakeMerchant:
+        header = request.headers.get("authorization", "")
+        try:
+            auth = parse_authorization(header)
+        except ValueError as exc:
+            raise _Reject(401, "SIGN_ERROR", f"Authorization 格式错误: {exc}") from None
+        merchant = self._merchants.get(auth["mchid"])
+        if merchant is None:
+            raise _Reject(401, "SIGN_ERROR", "商户号不存在或未配置API证书")
+        if auth["serial_no"].upper() != merchant.serial_no:
+            raise _Reject(401, "SIGN_ERROR", "商户证书序列号有误")
+        try:
+            signed_at = int(auth["timestamp"])
+        except ValueError:
+            raise _Reject(401, "SIGN_ERROR", "timestamp 格式错误") from None
+        if abs(self.clock() - signed_at) > 300:
+            raise _Reject(401, "SIGN_ERROR", "请求时间戳与当前时间相差超过5分钟")
+        message = request_message(
+            request.method, signed_path, auth["timestamp"], auth["nonce_str"], body
+        )
+        if not rsa_verify(merchant.private_key.public_key(), message, auth["signature"]):
+            raise _Reject(401, "SIGN_ERROR", "签名错误，验签失败")
+        return merchant
+
+    def _json_response(self, status: int, payload: Any) -> Response:
+        body = (
+            b""
+            if payload is None
+            else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        )
+        tamper = self._tampers.pop(0) if self._tampers else None
+        timestamp = int(self.clock()) - (600 if tamper == "timestamp" else 0)
+        nonce = new_nonce()
+        signed_body = body + b" " if tamper == "signature" else body
+        signature = rsa_sign(
+            self.platform_private_key, response_message(str(timestamp), nonce, signed_body)
+        )
+        if tamper == "body" and body:
+            body = body.replace(b'"', b"'", 1) if b'"' in body else body + b" "
+        headers = {
+            "Request-ID": uuid.uuid4().hex,
+            "Wechatpay-Timestamp": str(timestamp),
+            "Wechatpay-Nonce": nonce,
+            "Wechatpay-Signature": signature,
+            "Wechatpay-Serial": "PUB_KEY_ID_0000000000WRONG"
+            if tamper == "serial"
+            else self.platform_serial,
+            "Wechatpay-Signature-Type": SIGNATURE_SCHEME,
+        }
+        if status == 204 or not body:
+            return Response(status_code=status, headers=headers)
+        return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+    # ------------------------------------------------------------------ handlers: orders
+
+    @staticmethod
+    def _ids(
+        merchant: FakeMerchant, body: Mapping[str, Any], partner: bool
+    ) -> tuple[str, str | None]:
+        """Check the merchant ids in a body; returns (appid, sub_mchid)."""
+        if partner:
+            _require(body, "sp_appid", "sp_mchid", "sub_mchid")
+            if body["sp_mchid"] != merchant.mchid:
+                raise _Reject(400, "PARAM_ERROR", "sp_mchid 与 Authorization 中的商户号不一致")
+            if body["sp_appid"] != merchant.appid:
+                raise _Reject(400, "APPID_MCHID_NOT_MATCH", "sp_appid和sp_mchid不匹配")
+            return body["sp_appid"], str(body["sub_mchid"])
+        _require(body, "appid", "mchid")
+        if body["mchid"] != merchant.mchid:
+            raise _Reject(400, "PARAM_ERROR", "mchid 与 Authorization 中的商户号不一致")
+        if body["appid"] != merchant.appid:
+            raise _Reject(400, "APPID_MCHID_NOT_MATCH", "AppID和mch_id不匹配")
+        return body["appid"], None
+
+    @staticmethod
+    def _parse_expire(value: Any) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            raise _Reject(400, "PARAM_ERROR", "time_expire 格式错误，应为 RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise _Reject(400, "PARAM_ERROR", "time_expire 需要时区")
+        return parsed
+
+    def _h_prepay(
+        self, *, merchant: FakeMerchant, body: dict[str, Any], request: Request, kind: str, **_: Any
+    ) -> tuple[int, Any]:
+        partner = "/partner/" in request.url.path
+        appid, sub_mchid = self._ids(merchant, body, partner)
+        _require(body, "description", "out_trade_no", "notify_url", "amount")
+        total = _positive_int(body["amount"].get("total"), "amount.total")
+        if body["amount"].get("currency", "CNY") != "CNY":
+            raise _Reject(400, "PARAM_ERROR", "currency 仅支持 CNY")
+        openid, openid_kind = "", "openid"
+        if kind == "jsapi":
+            payer = body.get("payer") or {}
+            for candidate in ("sub_openid", "sp_openid") if partner else ("openid",):
+                if payer.get(candidate):
+                    openid, openid_kind = payer[candidate], candidate
+                    break
+            if not openid:
+                raise _Reject(400, "PARAM_ERROR", "payer 必填")
+            if openid_kind == "sub_openid" and not body.get("sub_appid"):
+                raise _Reject(400, "PARAM_ERROR", "使用 sub_openid 时 sub_appid 必填")
+        expire = self._parse_expire(body.get("time_expire"))
+        key = (merchant.mchid, sub_mchid or "", str(body["out_trade_no"]))
+        fingerprint = _fingerprint(body, "time_expire") + kind
+        existing = self.orders.get(key)
+        if existing is not None:
+            if existing.trade_state in {"SUCCESS", "REFUND"}:
+                raise _Reject(400, "ORDERPAID", "该订单已支付")
+            if existing.trade_state == "CLOSED":
+                raise _Reject(400, "ORDER_CLOSED", "订单已关闭")
+            if existing.request_fingerprint != fingerprint:
+                raise _Reject(403, "OUT_TRADE_NO_USED", "商户订单号重复")
+            return 200, (
+                {"prepay_id": existing.prepay_id}
+                if kind == "jsapi"
+                else {"code_url": existing.code_url}
+            )
+        order = FakeOrder(
+            owner=merchant.mchid,
+            mchid=merchant.mchid,
+            appid=appid,
+            sub_mchid=sub_mchid,
+            sub_appid=body.get("sub_appid"),
+            out_trade_no=str(body["out_trade_no"]),
+            description=str(body["description"]),
+            total=total,
+            attach=str(body.get("attach", "")),
+            notify_url=str(body["notify_url"]),
+            trade_type=kind.upper(),
+            openid=openid,
+            openid_kind=openid_kind,
+            profit_sharing=bool((body.get("settle_info") or {}).get("profit_sharing")),
+            request_fingerprint=fingerprint,
+            time_expire=expire,
+        )
+        if kind == "jsapi":
+            order.prepay_id = (
+                "wx" + datetime.now(CHINA_TZ).strftime("%d%H%M%S") + secrets.token_hex(12)
+            )
+        else:
+            order.code_url = "weixin://wxpay/bizpayurl?pr=" + secrets.token_urlsafe(6)
+        self.orders[key] = order
+        if kind == "jsapi":
+            return 200, {"prepay_id": order.prepay_id}
+        return 200, {"code_url": order.code_url}
+
+    def _order_from_query(
+        self, merchant: FakeMerchant, query: Mapping[str, str], partner: bool
+    ) -> str | None:
+        if partner:
+            if query.get("sp_mchid") != merchant.mchid or not query.get("sub_mchid"):
+                raise _Reject(400, "PARAM_ERROR", "sp_mchid/sub_mchid 有误")
+            return query["sub_mchid"]
+        if query.get("mchid") != merchant.mchid:
+            raise _Reject(400, "PARAM_ERROR", "mchid 与 Authorization 中的商户号不一致")
+        return None
+
+    def _h_query(
+        self,
+        *,
+        merchant: FakeMerchant,
+        query: dict[str, str],
+        request: Request,
+        by: str,
+        no: str,
+        **_: Any,
+    ) -> tuple[int, Any]:
+        sub_mchid = self._order_from_query(merchant, query, "/partner/" in request.url.path)
+        if by == "id":
+            key = self._by_transaction.get(no)
+            if key is None or key[:2] != (merchant.mchid, sub_mchid or ""):
+                raise _Reject(404, "ORDER_NOT_EXIST", "订单不存在")
+        else:
+            key = (merchant.mchid, sub_mchid or "", no)
+        order = self.orders.get(key)
+        if order is None:
+            raise _Reject(404, "ORDER_NOT_EXIST", "订单不存在")
+        return 200, self._order_view(order)
+
+    def _h_close(
+        self, *, merchant: FakeMerchant, body: dict[str, Any], request: Request, no: str, **_: Any
+    ) -> tuple[int, Any]:
+        sub_mchid = self._order_from_query(merchant, body, "/partner/" in request.url.path)
+        order = self.orders.get((merchant.mchid, sub_mchid or "", no))
+        if order is None:
+            raise _Reject(404, "ORDER_NOT_EXIST", "订单不存在")
+        if order.trade_state in {"SUCCESS", "REFUND"}:
+            raise _Reject(400, "ORDERPAID", "订单已支付，不能关单")
+        order.trade_state = "CLOSED"
+        return 204, None
+
+    # ------------------------------------------------------------------ handlers: combine
+
+    def _h_combine_prepay(
+        self, *, merchant: FakeMerchant, body: dict[str, Any], kind: str, **_: Any
+    ) -> tuple[int, Any]:
+        _require(body, "combine_appid", "combine_mchid", "combine_out_trade_no", "sub_orders")
+        _require(body, "notify_url")
+        if body["combine_mchid"] != merchant.mchid:
+            raise _Reject(400, "PARAM_ERROR", "combine_mchid 与 Authorization 中的商户号不一致")
+        if body["combine_appid"] != merchant.appid:
+            raise _Reject(400, "APPID_MCHID_NOT_MATCH", "combine_appid和combine_mchid不匹配")
+        subs = body["sub_orders"]
+        if not isinstance(subs, list) or not 2 <= len(subs) <= 50:
+            raise _Reject(400, "PARAM_ERROR", "sub_orders 数量须在2到50之间")
+        openid = ""
+        if kind == "jsapi":
+            openid = str((body.get("combine_payer_info") or {}).get("openid") or "")
+            if not openid:
+                raise _Reject(400, "PARAM_ERROR", "combine_payer_info.openid 必填")
+        else:
+            if not (body.get("scene_info") or {}).get("payer_client_ip"):
+                raise _Reject(400, "PARAM_ERROR", "scene_info.payer_client_ip 必填")
+        combine_no = str(body["combine_out_trade_no"])
+        fingerprint = _fingerprint(body, "time_expire") + kind
+        existing = self.combines.get((merchant.mchid, combine_no))
+        if existing is not None:
+            states = {self.orders[k].trade_state for k in existing.order_keys}
+            if states & {"SUCCESS", "REFUND"}:
+                raise _Reject(400, "ORDERPAID", "该订单已支付")
+            if "CLOSED" in states:
+                raise _Reject(400, "ORDER_CLOSED", "订单已关闭")
+            if existing.request_fingerprint != fingerprint:
+                raise _Reject(403, "OUT_TRADE_NO_USED", "商户订单号重复")
+            return 200, (
+                {"prepay_id": existing.prepay_id}
+                if kind == "jsapi"
+                else {"code_url": existing.code_url}
+            )
+        expire = self._parse_expire(body.get("time_expire"))
+        new_orders: list[FakeOrder] = []
+        for sub in subs:
+            _require(sub, "mchid", "attach", "amount", "out_trade_no", "description")
+            total = _positive_int(sub["amount"].get("total_amount"), "amount.total_amount")
+            sub_mchid = sub.get("sub_mchid") or None
+            owner = merchant.mchid if sub_mchid else str(sub["mchid"])
+            key = (owner, sub_mchid or "", str(sub["out_trade_no"]))
+            if key in self.orders or any(self._key_of(o) == key for o in new_orders):
+                raise _Reject(
+                    403, "OUT_TRADE_NO_USED", f"子单商户订单号重复: {sub['out_trade_no']}"
+                )
+            new_orders.append(
+                FakeOrder(
+                    owner=owner,
+                    mchid=str(sub["mchid"]),
+                    appid=str(body["combine_appid"]),
+                    sub_mchid=sub_mchid,
+                    sub_appid=sub.get("sub_appid"),
+                    out_trade_no=str(sub["out_trade_no"]),
+                    description=str(sub["description"]),
+                    total=total,
+                    attach=str(sub["attach"]),
+                    notify_url=str(body["notify_url"]),
+                    trade_type=kind.upper(),
+                    openid=openid,
+                    openid_kind="sp_openid" if sub_mchid else "openid",
+                    profit_sharing=bool((sub.get("settle_info") or {}).get("profit_sharing")),
+                    request_fingerprint=fingerprint,
+                    time_expire=expire,
+                    combine_out_trade_no=combine_no,
+                )
+            )
+        combine = FakeCombine(
+            owner=merchant.mchid,
+            appid=str(body["combine_appid"]),
+            combine_out_trade_no=combine_no,
+            order_keys=[self._key_of(o) for o in new_orders],
+            notify_url=str(body["notify_url"]),
+            trade_type=kind.upper(),
+            openid=openid,
+            request_fingerprint=fingerprint,
+            scene_info=body.get("scene_info"),
+        )
+        for o in new_orders:
+            self.orders[self._key_of(o)] = o
+        self.combines[(merchant.mchid, combine_no)] = combine
+        if kind == "jsapi":
+            combine.prepay_id = "wx" + secrets.token_hex(16)
+            return 200, {"prepay_id": combine.prepay_id}
+        combine.code_url = "weixin://wxpay/bizpayurl?pr=" + secrets.token_urlsafe(6)
+        return 200, {"code_url": combine.code_url}
+
+    def _h_combine_query(self, *, merchant: FakeMerchant, no: str, **_: Any) -> tuple[int, Any]:
+        combine = self.combines.get((merchant.mchid, no))
+        if combine is None:
+            raise _Reject(404, "ORDER_NOT_EXIST", "订单不存在")
+        return 200, self._combine_view(combine)
+
+    def _h_combine_close(
+        self, *, merchant: FakeMerchant, body: dict[str, Any], no: str, **_: Any
+    ) -> tuple[int, Any]:
+        _require(body, "combine_appid", "sub_orders")
+        combine = self.combines.get((merchant.mchid, no))
+        if combine is None:
+            raise _Reject(404, "ORDER_NOT_EXIST", "订单不存在")
+        wanted = {
+            (str(s.get("out_trade_no")), s.get("sub_mchid") or "") for s in body["sub_orders"]
+        }
+        orders = [self.orders[k] for k in combine.order_keys]
+        known = {(o.out_trade_no, o.sub_mchid or "") for o in orders}
+        if not wanted <= known:
+            raise _Reject(400, "PARAM_ERROR", "sub_orders 与合单不匹配")
+        targets = [o for o in orders if (o.out_trade_no, o.sub_mchid or "") in wanted]
+        if any(o.trade_state in {"SUCCESS", "REFUND"} for o in targets):
+            raise _Reject(400, "ORDERPAID", "订单已支付，不能关单")
+        for o in targets:
+            o.trade_state = "CLOSED"
+        return 204, None
+
+    # ------------------------------------------------------------------ handlers: refunds
+
+    def _h_refund(
+        self, *, merchant: FakeMerchant, body: dict[str, Any], **_: Any
+    ) -> tuple[int, Any]:
+        _require(body, "out_refund_no", "amount")
+        sub_mchid = body.get("sub_mchid") or None
+        amount = body["amount"]
+        refund_fen = _positive_int(amount.get("refund"), "amount.refund")
+        total_fen = _positive_int(amount.get("total"), "amount.total")
+        if amount.get("currency", "CNY") != "CNY":
+            raise _Reject(400, "PARAM_ERROR", "currency 仅支持 CNY")
+        if body.get("transaction_id"):
+            key = self._by_transaction.get(str(body["transaction_id"]))
+            if key is None or key[:2] != (merchant.mchid, sub_mchid or ""):
+                raise _Reject(404, "RESOURCE_NOT_EXISTS", "订单不存在")
+        elif body.get("out_trade_no"):
+            key = (merchant.mchid, sub_mchid or "", str(body["out_trade_no"]))
+        else:
+            raise _Reject(400, "PARAM_ERROR", "transaction_id 和 out_trade_no 必须二选一")
+        order = self.orders.get(key)
+        if order is None:
+            raise _Reject(404, "RESOURCE_NOT_EXISTS", "订单不存在")
+        refund_key = (merchant.mchid, sub_mchid or "", str(body["out_refund_no"]))
+        existing = self.refunds.get(refund_key)
+        if existing is not None:
+            if existing.order_key != key or existing.amount != refund_fen:
+                raise _Reject(400, "INVALID_REQUEST", "商户退款单号已存在，且参数不一致")
+            return 200, self._refund_view(existing)
+        if order.trade_state not in {"SUCCESS", "REFUND"}:
+            raise _Reject(400, "INVALID_REQUEST", "订单未支付，不能退款")
+        if total_fen != order.total:
+            raise _Reject(400, "PARAM_ERROR", "amount.total 与原订单金额不一致")
+        if refund_fen > order.total - self._refunded(order) - order.shared_fen:
+            raise _Reject(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
+        refund = FakeRefund(
+            owner=merchant.mchid,
+            sub_mchid=sub_mchid,
+            order_key=key,
+            out_refund_no=str(body["out_refund_no"]),
+            refund_id="5030" + _digits(25),
+            amount=refund_fen,
+            reason=str(body.get("reason", "")),
+            notify_url=str(body.get("notify_url", "")),
+            create_time=self._now(),
+        )
+        if self.auto_complete_refunds:
+            refund.status, refund.success_time = "SUCCESS", self._now()
+        self.refunds[refund_key] = refund
+        order.trade_state = "REFUND"
+        return 200, self._refund_view(refund)
+
+    def _h_refund_query(
+        self, *, merchant: FakeMerchant, query: dict[str, str], no: str, **_: Any
+    ) -> tuple[int, Any]:
+        refund = self.refunds.get((merchant.mchid, query.get("sub_mchid", ""), no))
+        if refund is None:
+            raise _Reject(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        return 200, self._refund_view(refund)
+
+    # ------------------------------------------------------------------ handlers: sharing
+
+    def _decrypt_name(self, request: Request, ciphertext: str) -> str:
+        if request.headers.get("wechatpay-serial") != self.platform_serial:
+            raise _Reject(400, "PARAM_ERROR", "Wechatpay-Serial 与加密所用的平台公钥不一致")
+        try:
+            return rsa_oaep_decrypt(self.platform_private_key, ciphertext)
+        except ValueError:
+            raise _Reject(400, "PARAM_ERROR", "敏感信息解密失败") from None
+
+    def _h_receiver_add(
+        self, *, merchant: FakeMerchant, body: dict[str, Any], request: Request, **_: Any
+    ) -> tuple[int, Any]:
+        _require(body, "appid", "type", "account", "relation_type")
+        receiver = {k: body[k] for k in ("type", "account", "relation_type") if k in body}
+        if body.get("name"):
+            receiver["name"] = self._decrypt_name(request, str(body["name"]))
+            self.received_names.append(receiver["name"])
+        scope = (merchant.mchid, body.get("sub_mchid") or "")
+        self.receivers.setdefault(scope, []).append(receiver)
+        answer = {k: v for k, v in body.items() if k not in {"appid", "name"}}
+        return 200, answer
+
+    def _sharing_order(
+        self, merchant: FakeMerchant, transaction_id: str, sub_mchid: str | None
+    ) -> FakeOrder:
+        key = self._by_transaction.get(transaction_id)
+        if key is None or key[:2] != (merchant.mchid, sub_mchid or ""):
+            raise _Reject(404, "RESOURCE_NOT_EXISTS", "订单不存在")
+        order = self.orders[key]
+        if not order.profit_sharing:
+            raise _Reject(
+                400, "INVALID_REQUEST", "该笔订单下单时未指定分账(settle_info.profit_sharing)"
+            )
+        if order.unfrozen:
+            raise _Reject(400, "INVALID_REQUEST", "订单剩余资金已解冻，不能再分账")
+        return order
+
+    def _h_sharing(
+        self, *, merchant: FakeMerchant, body: dict[str, Any], request: Request, **_: Any
+    ) -> tuple[int, Any]:
+        _require(body, "appid", "transaction_id", "out_order_no", "receivers")
+        if not isinstance(body.get("unfreeze_unsplit"), bool):
+            raise _Reject(400, "PARAM_ERROR", "unfreeze_unsplit 必填")
+        sub_mchid = body.get("sub_mchid") or None
+        scope_key = (merchant.mchid, sub_mchid or "", str(body["out_order_no"]))
+        # Names are RSA-OAEP encrypted (randomised), so a retry is compared without them.
+        fingerprint = json.dumps(
+            [
+                body["transaction_id"],
+                body["unfreeze_unsplit"],
+                [(r.get("type"), r.get("account"), r.get("amount")) for r in body["receivers"]],
+            ],
+            ensure_ascii=False,
+        )
+        existing = self.sharing_orders.get(scope_key)
+        if existing is not None:
+            if existing.request_fingerprint != fingerprint:
+                raise _Reject(400, "INVALID_REQUEST", "商户分账单号已存在，且参数不一致")
+            return 200, self._sharing_view(existing)
+        order = self._sharing_order(merchant, str(body["transaction_id"]), sub_mchid)
+        receivers = []
+        allowed = self.receivers.get((merchant.mchid, sub_mchid or ""), [])
+        for item in body["receivers"]:
+            _require(item, "type", "account", "amount", "description")
+            if item["type"] not in {"MERCHANT_ID", "PERSONAL_OPENID", "PERSONAL_SUB_OPENID"}:
+                raise _Reject(400, "PARAM_ERROR", f"receivers.type 不合法: {item['type']}")
+            amount = _positive_int(item["amount"], "receivers.amount")
+            if item.get("name"):
+                self.received_names.append(self._decrypt_name(request, str(item["name"])))
+            if self.require_receivers and not any(
+                r["type"] == item["type"] and r["account"] == item["account"] for r in allowed
+            ):
+                raise _Reject(400, "RECEIVER_INVALID", "分账接收方未添加或已删除")
+            receivers.append(
+                {
+                    "amount": amount,
+                    "description": str(item["description"]),
+                    "type": item["type"],
+                    "account": item["account"],
+                    "result": "PENDING",
+                    "fail_reason": "",
+                    "detail_id": "3601" + _digits(25),
+                    "create_time": self._iso(self.clock()),
+                    "finish_time": "",
+                }
+            )
+        wanted = sum(r["amount"] for r in receivers)
+        available = order.total - order.shared_fen - self._refunded(order)
+        if wanted > available:
+            raise _Reject(400, "NOT_ENOUGH", "分账金额超过订单剩余可分金额")
+        order.shared_fen += wanted
+        if body["unfreeze_unsplit"]:
+            order.unfrozen = True
+        sharing = FakeSharingOrder(
+            owner=merchant.mchid,
+            sub_mchid=sub_mchid,
+            transaction_id=str(body["transaction_id"]),
+            out_order_no=str(body["out_order_no"]),
+            order_id="3008" + _digits(24),
+            receivers=receivers,
+            unfreeze_unsplit=bool(body["unfreeze_unsplit"]),
+            request_fingerprint=fingerprint,
+        )
+        self.sharing_orders[scope_key] = sharing
+        return 200, self._sharing_view(sharing)
+
+    def _h_unfreeze(
+        self, *, merchant: FakeMerchant, body: dict[str, Any], **_: Any
+    ) -> tuple[int, Any]:
+        _require(body, "transaction_id", "out_order_no", "description")
+        sub_mchid = body.get("sub_mchid") or None
+        scope_key = (merchant.mchid, sub_mchid or "", str(body["out_order_no"]))
+        existing = self.sharing_orders.get(scope_key)
+        if existing is not None:
+            return 200, self._sharing_view(existing)
+        order = self._sharing_order(merchant, str(body["transaction_id"]), sub_mchid)
+        remaining = order.total - order.shared_fen - self._refunded(order)
+        order.unfrozen = True
+        sharing = FakeSharingOrder(
+            owner=merchant.mchid,
+            sub_mchid=sub_mchid,
+            transaction_id=str(body["transaction_id"]),
+            out_order_no=str(body["out_order_no"]),
+            order_id="3008" + _digits(24),
+            receivers=[
+                {
+                    "amount": remaining,
+                    "description": "解冻给分账方",
+                    "type": "MERCHANT_ID",
+                    "account": sub_mchid or order.mchid,
+                    "result": "PENDING",
+                    "fail_reason": "",
+                    "detail_id": "3601" + _digits(25),
+                    "create_time": self._iso(self.clock()),
+                    "finish_time": "",
+                }
+            ],
+            unfreeze_unsplit=True,
+            request_fingerprint=_fingerprint(body),
+        )
+        self.sharing_orders[scope_key] = sharing
+        return 200, self._sharing_view(sharing)
+
+    def _h_sharing_query(
+        self, *, merchant: FakeMerchant, query: dict[str, str], no: str, **_: Any
+    ) -> tuple[int, Any]:
+        sharing = self.sharing_orders.get((merchant.mchid, query.get("sub_mchid", ""), no))
+        if sharing is None or sharing.transaction_id != query.get("transaction_id"):
+            raise _Reject(404, "RESOURCE_NOT_EXISTS", "分账单不存在")
+        return 200, self._sharing_view(sharing)
+
+    # ------------------------------------------------------------------ handlers: bills
+
+    def trade_bill_text(
+        self, merchant_id: str, bill_date: date, sub_mchid: str | None = None
+    ) -> str:
+        """The trade bill (ALL) this fake would serve for ``bill_date`` (Beijing time)."""
+        with self._lock:
+            override = self._bill_overrides.get(
+                (merchant_id, bill_date.isoformat())
+            ) or self._bill_overrides.get(("*", bill_date.isoformat()))
+            if override is not None:
+                return override
+            rows: list[tuple[datetime, list[str]]] = []
+            totals = dict.fromkeys(BILL_SUMMARY_HEADER, 0)
+
+            def include(o: FakeOrder) -> bool:
+                return o.owner == merchant_id and (sub_mchid is None or o.sub_mchid == sub_mchid)
+
+            for o in self.orders.values():
+                if not include(o) or o.success_time is None:
+                    continue
+                if o.success_time.date() != bill_date:
+                    continue
+                fee = apply_rate(o.total, self.fee_rate_bp)
+                rows.append((o.success_time, self._bill_row(o, None, fee)))
+                totals["应结订单总金额"] += o.total
+                totals["订单总金额"] += o.total
+                totals["手续费总金额"] += fee
+            for r in self.refunds.values():
+                o = self.orders[r.order_key]
+                if not include(o) or r.status != "SUCCESS" or r.success_time is None:
+                    continue
+                if r.success_time.date() != bill_date:
+                    continue
+                fee = -apply_rate(r.amount, self.fee_rate_bp)
+                rows.append((r.success_time, self._bill_row(o, r, fee)))
+                totals["退款总金额"] += r.amount
+                totals["申请退款总金额"] += r.amount
+                totals["手续费总金额"] += fee
+            if not rows:
+                return ""
+            rows.sort(key=lambda item: item[0])
+            lines = [",".join(BILL_HEADER)]
+            lines += [",".join("`" + v for v in row) for _, row in rows]
+            lines.append(",".join(BILL_SUMMARY_HEADER))
+            summary = [str(len(rows))] + [_yuan(totals[n]) for n in BILL_SUMMARY_HEADER[1:]]
+            lines.append(",".join("`" + v for v in summary))
+            return "\r\n".join(lines) + "\r\n"
+
+    def _bill_row(self, o: FakeOrder, r: FakeRefund | None, fee: int) -> list[str]:
+        when = (r.success_time if r else o.success_time) or self._now()
+        return [
+            when.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S"),
+            o.appid,
+            o.owner,
+            o.sub_mchid or "0",
+            "",
+            o.transaction_id or "",
+            o.out_trade_no,
+            o.openid,
+            o.trade_type,
+            "REFUND" if r else "SUCCESS",
+            "OTHERS",
+            "CNY",
+            _yuan(0 if r else o.total),
+            "0.00",
+            r.refund_id if r else "0",
+            r.out_refund_no if r else "0",
+            _yuan(r.amount if r else 0),
+            "0.00",
+            "ORIGINAL" if r else "",
+            "SUCCESS" if r else "",
+            o.description,
+            o.attach,
+            _yuan(fee),
+            f"{self.fee_rate_bp / 100:.2f}%",
+            _yuan(0 if r else o.total),
+            _yuan(r.amount if r else 0),
+            "",
+        ]
+
+    def _h_tradebill(
+        self, *, merchant: FakeMerchant, query: dict[str, str], **_: Any
+    ) -> tuple[int, Any]:
+        raw_date = query.get("bill_date", "")
+        try:
+            bill_date = date.fromisoformat(raw_date)
+        except ValueError:
+            raise _Reject(400, "PARAM_ERROR", "bill_date 格式应为 yyyy-MM-DD") from None
+        if query.get("bill_type", "ALL") != "ALL":
+            raise _Reject(400, "PARAM_ERROR", "fake 只提供 bill_type=ALL")
+        text = self.trade_bill_text(merchant.mchid, bill_date, query.get("sub_mchid"))
+        if not text:
+            raise _Reject(400, "NO_STATEMENT_EXIST", "账单文件不存在")
+        content = ("\ufeff" + text).encode("utf-8")
+        token = secrets.token_urlsafe(24)
+        self._bill_files[token] = (content, query.get("tar_type") == "GZIP")
+        return 200, {
+            "hash_type": "SHA1",
+            "hash_value": hashlib.sha1(content).hexdigest(),
+            "download_url": f"{self.base_url}/v3/billdownload/file?token={token}",
+        }
+
+    def _h_bill_download(self, *, query: dict[str, str], **_: Any) -> tuple[int, Any]:
+        found = self._bill_files.get(query.get("token", ""))
+        if found is None:
+            raise _Reject(400, "INVALID_REQUEST", "token 无效或已过期")
+        content, gzipped = found
+        return 200, gzip.compress(content) if gzipped else content
+
+
+@pytest.fixture
+def fake_wechatpay() -> Iterator[FakeWeChatPay]:
+    """A started fake; import this fixture into a test module to use it."""
+    with FakeWeChatPay() as fake:
+        yield fake
