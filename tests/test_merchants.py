@@ -49,7 +49,7 @@ def test_onboarding_from_application_to_approved_store(api: ApiClient, world: Wo
     assert r.status_code == 403 and r.json()["code"] == "merchant_not_approved"
 
     queue = api.get("/api/v1/admin/merchants?status=pending", as_=world.tokens["operator"])
-    assert [m["id"] for m in queue.json()["items"]] == [merchant["id"]]
+    assert [m["id"] for m in queue.json()["items"]] == [world.pending_merchant_id, merchant["id"]]
 
     approved = api.post(
         f"/api/v1/admin/merchants/{merchant['id']}/approve", as_=world.tokens["operator"]

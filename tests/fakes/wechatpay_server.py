@@ -125,7 +125,7 @@ BILL_SUMMARY_HEADER = [
 
 
 @functools.cache
-def test_rsa_key(label: str) -> rsa.RSAPrivateKey:
+def fake_rsa_key(label: str) -> rsa.RSAPrivateKey:
     """A 2048-bit key per label, generated once per process (RSA keygen is slow)."""
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -319,7 +319,7 @@ class FakeWeChatPay:
         self.clock = clock
         self._fresh_keys = fresh_keys
         label = f"fresh-{uuid.uuid4()}" if fresh_keys else "wechatpay-platform"
-        self.platform_private_key = test_rsa_key(label)
+        self.platform_private_key = fake_rsa_key(label)
         if platform_mode == "certificate":
             cert_serial = int(secrets.token_hex(16), 16)
             cert = _self_signed_cert(self.platform_private_key, cert_serial, "Tenpay.com Root CA")
@@ -410,7 +410,7 @@ class FakeWeChatPay:
                     mchid=mchid,
                     appid=appid
                     or (DEFAULT_SP_APPID if mchid == DEFAULT_SP_MCHID else DEFAULT_APPID),
-                    private_key=test_rsa_key(label),
+                    private_key=fake_rsa_key(label),
                     serial_no=secrets.token_hex(20).upper(),
                     apiv3_key=secrets.token_hex(16),
                 )

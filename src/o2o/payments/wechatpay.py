@@ -441,7 +441,6 @@ class WeChatPayClient:
         )
         try:
             response = self._http.send(request)
-            response.read()
         except httpx.TransportError as exc:
             raise WeChatPayNetworkError(f"{method} {url_path}: {exc!r}") from exc
         if response.status_code >= 300:
