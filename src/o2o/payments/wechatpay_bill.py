@@ -56,7 +56,7 @@ def _convert(name: str, value: str) -> str | int:
         return int(value or "0")
     if is_amount_column(name):
         # An empty amount cell means nothing of that kind happened on the row.
-        return int(float(value) * 100) if value else 0
+        return yuan_to_fen(value) if value else 0
     return value
 
 
