@@ -29,7 +29,9 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
 def test_migrations_match_the_models(db_url: str) -> None:
     engine = make_engine(db_url)
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_name": migrate.include_name}
+        )
         diff = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert diff == [], f"models and migrations differ; write a migration: {diff}"

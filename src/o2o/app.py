@@ -15,6 +15,7 @@ from o2o.config import Settings, get_settings
 from o2o.db import Database
 from o2o.errors import install_error_handlers, problem_response
 from o2o.registry import domain_modules
+from o2o.web.install import install_pages
 from o2o.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     install_error_handlers(app)
     for router in domain_routers():
         app.include_router(router)
+    # Pages: session cookie, /static, HTML error pages (wraps the API's handlers, so after them).
+    install_pages(app)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
 
     payment_timeout_seconds: int = Field(default=15 * 60, ge=10)
+    # The embedded sandbox payment provider; turn it off in production (anyone reaching its
+    # cashier can mark a payment paid).
+    sandbox_payments: bool = True
     auto_confirm_days: int = Field(default=7, ge=1)
     settlement_cycle_days: int = Field(default=1, ge=1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from alembic import command
@@ -12,6 +13,17 @@ from alembic.script import ScriptDirectory
 from o2o.db import make_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+# Database-specific full-text structures (SQLite FTS5 tables and their shadow tables, PostgreSQL
+# tsvector columns and GIN indexes) exist only in migrations, not in the models: comparisons
+# between the two leave out every name with an `fts` word in it.
+_FTS_NAME = re.compile(r"(^|_)fts(_|$)")
+
+
+def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
+    """Alembic ``include_name`` hook for autogenerate and model/migration comparisons."""
+    return not (name and _FTS_NAME.search(name))
 
 
 def alembic_config(database_url: str) -> Config:

@@ -75,6 +75,10 @@ TRADE_STATE_DESC = {
     "SUCCESS": "支付成功",
     "CLOSED": "订单已关闭",
     "REFUND": "转入退款",
+    # Not reached by the fake's own flows; tests set them on an order to see them queried.
+    "USERPAYING": "用户支付中",
+    "REVOKED": "已撤销",
+    "PAYERROR": "支付失败",
 }
 REFUND_EVENTS = {
     "SUCCESS": ("REFUND.SUCCESS", "退款成功"),
@@ -453,6 +457,34 @@ class FakeWeChatPay:
     ) -> WeChatPayConfig:
         """A service-provider (服务商) config; calls then name a ``sub_mchid``."""
         return self.merchant_config(mchid=sp_mchid, appid=sp_appid, partner=True, **overrides)
+
+    def provider_env(
+        self, *, partner: bool = False, notify_url: str = DEFAULT_NOTIFY_URL
+    ) -> dict[str, str]:
+        """The ``O2O_WECHATPAY_*`` variables that point the ``wechatpay`` provider at this fake
+        (the direct merchant, or with ``partner=True`` the service provider)."""
+        config = (
+            self.partner_config(notify_url=notify_url)
+            if partner
+            else self.merchant_config(notify_url=notify_url)
+        )
+        env = {
+            "O2O_WECHATPAY_MODE": "partner" if partner else "direct",
+            "O2O_WECHATPAY_MCHID": config.mchid,
+            "O2O_WECHATPAY_APPID": config.appid,
+            "O2O_WECHATPAY_PRIVATE_KEY": config.private_key,
+            "O2O_WECHATPAY_CERT_SERIAL_NO": config.merchant_serial_no,
+            "O2O_WECHATPAY_APIV3_KEY": config.apiv3_key,
+            "O2O_WECHATPAY_NOTIFY_URL": notify_url,
+            "O2O_WECHATPAY_BASE_URL": self.base_url,
+            "O2O_WECHATPAY_TIMEOUT": "5",
+        }
+        if self.platform_certificate_pem is not None:
+            env["O2O_WECHATPAY_PLATFORM_CERTIFICATE"] = self.platform_certificate_pem
+        else:
+            env["O2O_WECHATPAY_PUBLIC_KEY"] = self.platform_public_key_pem
+            env["O2O_WECHATPAY_PUBLIC_KEY_ID"] = self.platform_serial
+        return env
 
     # ------------------------------------------------------------------ failure modes
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -112,6 +113,8 @@ class TimeSlot(Base):
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
         Index("ix_time_slots_listing_starts", "listing_id", "starts_at"),
+        # One slot per store and start time: a repeated bulk upload cannot double the capacity.
+        UniqueConstraint("listing_id", "store_id", "starts_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)

@@ -27,6 +27,9 @@ class InventoryItem(Base):
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     # What the units are: "sku", "offer" (a deal's own stock) or "slot".
     kind: Mapped[str] = mapped_column(String(10))
+    # Whose units these are, e.g. "listing:12" (a listing's SKUs, slots and deal stock), so an
+    # audit can find every item of an owner, including ones it no longer points at.
+    ref: Mapped[str] = mapped_column(String(60), default="", index=True)
     total: Mapped[int] = mapped_column(Integer, default=0)
     available: Mapped[int] = mapped_column(Integer, default=0)
     held: Mapped[int] = mapped_column(Integer, default=0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from o2o.errors import Conflict, ValidationFailed
@@ -35,13 +35,29 @@ class Levels:
     sold: int
 
 
-def create_item(session: Session, kind: str, total: int) -> InventoryItem:
+def create_item(session: Session, kind: str, total: int, *, ref: str = "") -> InventoryItem:
     if not 0 <= total <= MAX_UNITS:
         raise ValidationFailed("库存数量超出范围", field="stock")
-    item = InventoryItem(kind=kind, total=total, available=total, held=0, sold=0)
+    item = InventoryItem(kind=kind, ref=ref, total=total, available=total, held=0, sold=0)
     session.add(item)
     session.flush()
     return item
+
+
+def create_items(session: Session, kind: str, totals: Sequence[int], *, ref: str = "") -> list[int]:
+    """Many items in one round trip (e.g. a week of slots); ids in the order of ``totals``."""
+    if not all(0 <= t <= MAX_UNITS for t in totals):
+        raise ValidationFailed("库存数量超出范围", field="stock")
+    if not totals:
+        return []
+    rows = [
+        {"kind": kind, "ref": ref, "total": t, "available": t, "held": 0, "sold": 0} for t in totals
+    ]
+    return list(
+        session.scalars(
+            insert(InventoryItem).returning(InventoryItem.id, sort_by_parameter_order=True), rows
+        )
+    )
 
 
 def levels(session: Session, item_id: int) -> Levels:
@@ -51,6 +67,21 @@ def levels(session: Session, item_id: int) -> Levels:
         ).where(InventoryItem.id == item_id)
     ).one()
     return Levels(*row)
+
+
+def levels_by_item(session: Session, item_ids: Sequence[int]) -> dict[int, Levels]:
+    if not item_ids:
+        return {}
+    rows = session.execute(
+        select(
+            InventoryItem.id,
+            InventoryItem.total,
+            InventoryItem.available,
+            InventoryItem.held,
+            InventoryItem.sold,
+        ).where(InventoryItem.id.in_(item_ids))
+    )
+    return {row[0]: Levels(*row[1:]) for row in rows}
 
 
 def available_by_item(session: Session, item_ids: Sequence[int]) -> dict[int, int]:
@@ -213,6 +244,19 @@ def set_total(
         return current
     return adjust(
         session, item_id, total - current.total, actor_user_id=actor_user_id, reason=reason
+    )
+
+
+def set_available(
+    session: Session, item_id: int, available: int, *, actor_user_id: int | None, reason: str = ""
+) -> Levels:
+    """Set what can still be sold to ``available`` (库存 as a merchant sees and types it), via an
+    audited adjustment. A hold racing in between wins its units; the count never goes below 0."""
+    current = levels(session, item_id)
+    if available == current.available:
+        return current
+    return adjust(
+        session, item_id, available - current.available, actor_user_id=actor_user_id, reason=reason
     )
 
 

@@ -13,6 +13,7 @@ from o2o.accounts.models import User
 from o2o.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from o2o.merchants.access import CLERK, MANAGER, MANAGERS, OWNER, Actor
 from o2o.merchants.models import Category, Membership, MembershipStore, Merchant, Store
+from o2o.search import indexer
 from o2o.statemachine import StateMachine
 from o2o.timeutil import utcnow
 
@@ -154,6 +155,8 @@ def update(session: Session, actor: Actor, merchant_id: int, **changes: Any) -> 
         # Editing a rejected application sends it back for review.
         _move(session, merchant, "resubmit", reason="")
     session.flush()
+    if "name" in changes:
+        indexer.merchant_changed(session, merchant.id)  # the new name is searchable at once
     return merchant
 
 
@@ -186,6 +189,7 @@ def review(
     merchant.reviewed_at = utcnow()
     merchant.reviewed_by = actor.user_id
     session.flush()
+    indexer.merchant_changed(session, merchant.id)  # suspended: its listings leave search
     return merchant
 
 
@@ -215,6 +219,7 @@ def create_store(session: Session, actor: Actor, merchant_id: int, **fields: Any
     store = Store(merchant_id=merchant_id, **fields)
     session.add(store)
     session.flush()
+    indexer.store_changed(session, store.id)
     return store
 
 
@@ -233,6 +238,7 @@ def update_store(
     for key, value in changes.items():
         setattr(store, key, value)
     session.flush()
+    indexer.store_changed(session, store.id)  # moved, renamed or closed
     for listener in store_change_listeners:
         listener(session, store)
     return store

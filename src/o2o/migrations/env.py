@@ -4,6 +4,7 @@ from alembic import context
 
 import o2o.models  # noqa: F401  (registers every table)
 from o2o.db import Base, make_engine
+from o2o.migrate import include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -19,6 +20,7 @@ def run_migrations_online() -> None:
                 target_metadata=target_metadata,
                 render_as_batch=connection.dialect.name == "sqlite",
                 compare_type=True,
+                include_name=include_name,
             )
             with context.begin_transaction():
                 context.run_migrations()

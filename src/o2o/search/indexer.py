@@ -1,18 +1,288 @@
 """Keeps the search index current. The catalogue, merchants and stores call these hooks inside
-their own transactions whenever something a consumer could search for changes."""
+their own transactions whenever something a consumer could search for changes:
+
+- ``listing_changed``: created, edited, published, unpublished, sales or rating changed;
+- ``merchant_changed``: approved, suspended, renamed (all its listings are re-indexed or dropped);
+- ``store_changed``: moved, renamed, opened or closed (the listings offered there are re-indexed).
+
+Each hook rebuilds the affected documents from the source tables, so calling one too often is
+harmless and the index never depends on what exactly changed. Only published listings of
+approved merchants get a document; only active stores get a location.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
+
+from o2o.catalog.models import PUBLISHED, Listing, ListingStore
+from o2o.merchants.models import Category, Merchant, Store
+from o2o.search import tokens as tok
+from o2o.search.models import SearchDocument, SearchLocation
+from o2o.timeutil import utcnow
+
+APPROVED = "approved"
+BATCH = 500
+# A chain deal valid at hundreds of stores: their names stay findable through the first ones,
+# while every store still gets a location row.
+MAX_STORES_IN_TEXT = 30
 
 
 def listing_changed(session: Session, listing_id: int) -> None:
-    """A listing was created, edited, published or unpublished."""
+    """A listing was created, edited, published or unpublished (or its sales/rating moved)."""
+    reindex_listings(session, [listing_id])
 
 
 def merchant_changed(session: Session, merchant_id: int) -> None:
     """A merchant was approved, suspended or renamed."""
+    session.flush()
+    ids = session.scalars(select(Listing.id).where(Listing.merchant_id == merchant_id)).all()
+    reindex_listings(session, ids)
 
 
 def store_changed(session: Session, store_id: int) -> None:
     """A store moved, was renamed, opened or closed."""
+    session.flush()
+    ids = session.scalars(
+        select(ListingStore.listing_id).where(ListingStore.store_id == store_id)
+    ).all()
+    reindex_listings(session, ids)
+
+
+def rebuild_all(session: Session) -> int:
+    """Drop and rebuild the whole index; returns the number of documents."""
+    session.flush()
+    session.execute(delete(SearchLocation).execution_options(synchronize_session=False))
+    session.execute(delete(SearchDocument).execution_options(synchronize_session=False))
+    ids = session.scalars(
+        select(Listing.id)
+        .join(Merchant, Merchant.id == Listing.merchant_id)
+        .where(Listing.status == PUBLISHED, Merchant.status == APPROVED)
+        .order_by(Listing.id)
+    ).all()
+    return reindex_listings(session, ids, replace=False)
+
+
+def popularity(sales: int, rating: float, rating_count: int) -> float:
+    """0 … 1: how good a listing is apart from the text match — mostly (log) sales, some rating.
+
+    It orders comparably good matches (see rank_key) and is the fractional part of the score.
+    """
+    sold = min(1.0, math.log1p(max(sales, 0)) / math.log1p(100_000))
+    rated = rating / 5 if rating_count else 0.5
+    return round(min(0.8 * sold + 0.2 * rated, 0.999999), 6)
+
+
+# rank_key = popularity bucket (20 bits) · older listing first (40 bits): listing ids < 2^40.
+_ID_BITS = 40
+_ID_MASK = (1 << _ID_BITS) - 1
+
+
+def rank_key(popularity_value: float, listing_id: int) -> int:
+    bucket = min(int(popularity_value * (1 << 20)), (1 << 20) - 1)
+    return (bucket << _ID_BITS) | (_ID_MASK - (listing_id & _ID_MASK))
+
+
+def unit_vector(lat: float, lng: float) -> tuple[float, float, float]:
+    phi, lam = math.radians(lat), math.radians(lng)
+    return math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)
+
+
+def lat_band(lat: float) -> int:
+    return math.floor(lat * 100)
+
+
+# Geo cells as tags, at three sizes (degrees; ~1.1 km, ~4.4 km, ~18 km at Shenzhen): a radius
+# query ORs the few cells of the size that covers its bounding box with at most MAX_CELLS.
+CELL_SIZES = (0.01, 0.04, 0.16)
+MAX_CELLS = 25
+
+
+def cell_token(level: int, row: int, col: int) -> str:
+    return f"g{level}n{row}e{col}"
+
+
+def cell_of(level: int, lat: float, lng: float) -> tuple[int, int]:
+    size = CELL_SIZES[level]
+    return math.floor((lat + 90) / size), math.floor((lng + 180) / size)
+
+
+def cells_covering(
+    min_lat: float, max_lat: float, min_lng: float, max_lng: float
+) -> list[str] | None:
+    """Cell tokens covering a bounding box, or None when it needs too many (search without)."""
+    for level in range(len(CELL_SIZES)):
+        r0, c0 = cell_of(level, min_lat, min_lng)
+        r1, c1 = cell_of(level, max_lat, max_lng)
+        if (r1 - r0 + 1) * (c1 - c0 + 1) <= MAX_CELLS:
+            return [
+                cell_token(level, r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)
+            ]
+    return None
+
+
+def category_token(category_id: int) -> str:
+    return f"c{category_id}"
+
+
+def kind_token(kind: str) -> str:
+    return f"k{kind}"
+
+
+def tag_tokens(category_id: int, kind: str, places: list[tuple[float, float]]) -> list[str]:
+    tags = {category_token(category_id), kind_token(kind)}
+    for lat, lng in places:
+        for level in range(len(CELL_SIZES)):
+            tags.add(cell_token(level, *cell_of(level, lat, lng)))
+    return sorted(tags)
+
+
+class _Texts:
+    """Tokens of strings that repeat across documents (merchant, store, category names)."""
+
+    def __init__(self, session: Session) -> None:
+        self.cache: dict[str, list[str]] = {}
+        self.categories = {
+            cid: (name, parent)
+            for cid, name, parent in session.execute(
+                select(Category.id, Category.name, Category.parent_id)
+            )
+        }
+
+    def tokens(self, text: str) -> list[str]:
+        if text not in self.cache:
+            self.cache[text] = tok.index_tokens(text)
+        return self.cache[text]
+
+    def category_path(self, category_id: int) -> list[str]:
+        names, seen = [], set()
+        cid: int | None = category_id
+        while cid is not None and cid in self.categories and cid not in seen:
+            seen.add(cid)
+            name, cid = self.categories[cid]
+            names.append(name)
+        return names
+
+
+def reindex_listings(session: Session, listing_ids: Iterable[int], *, replace: bool = True) -> int:
+    """Re-create the documents of these listings from the source tables; returns how many are
+    searchable now. ``replace=False`` skips deleting old documents (after a full wipe)."""
+    ids = sorted(set(listing_ids))
+    if not ids:
+        return 0
+    session.flush()
+    texts = _Texts(session)
+    indexed = 0
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        if replace:
+            session.execute(
+                delete(SearchLocation)
+                .where(SearchLocation.listing_id.in_(chunk))
+                .execution_options(synchronize_session=False)
+            )
+            session.execute(
+                delete(SearchDocument)
+                .where(SearchDocument.listing_id.in_(chunk))
+                .execution_options(synchronize_session=False)
+            )
+        indexed += _index_chunk(session, chunk, texts)
+    return indexed
+
+
+def _index_chunk(session: Session, chunk: Sequence[int], texts: _Texts) -> int:
+    listings = session.execute(
+        select(
+            Listing.id,
+            Listing.merchant_id,
+            Listing.kind,
+            Listing.category_id,
+            Listing.title,
+            Listing.price_fen,
+            Listing.original_price_fen,
+            Listing.sales_count,
+            Listing.rating_sum,
+            Listing.rating_count,
+            Merchant.name,
+        )
+        .join(Merchant, Merchant.id == Listing.merchant_id)
+        .where(Listing.id.in_(chunk), Listing.status == PUBLISHED, Merchant.status == APPROVED)
+    ).all()
+    if not listings:
+        return 0
+    stores: dict[int, list[Any]] = {}
+    for row in session.execute(
+        select(
+            ListingStore.listing_id,
+            Store.id,
+            Store.name,
+            Store.district,
+            Store.address,
+            Store.lat,
+            Store.lng,
+        )
+        .join(Store, Store.id == ListingStore.store_id)
+        .where(ListingStore.listing_id.in_([r.id for r in listings]), Store.is_active.is_(True))
+        .order_by(ListingStore.listing_id, Store.id)
+    ):
+        stores.setdefault(row.listing_id, []).append(row)
+
+    now = utcnow()
+    documents, locations = [], []
+    for r in listings:
+        rating = r.rating_sum / r.rating_count if r.rating_count else 0.0
+        other: list[str] = list(texts.tokens(r.name))
+        for name in texts.category_path(r.category_id):
+            other.extend(texts.tokens(name))
+        places = stores.get(r.id, [])
+        for s in places[:MAX_STORES_IN_TEXT]:
+            other.extend(texts.tokens(s.name))
+            other.extend(texts.tokens(s.district))
+            other.extend(texts.tokens(s.address))
+        liked = popularity(r.sales_count, rating, r.rating_count)
+        documents.append(
+            {
+                "rank_key": rank_key(liked, r.id),
+                "listing_id": r.id,
+                "merchant_id": r.merchant_id,
+                "merchant_name": r.name,
+                "kind": r.kind,
+                "category_id": r.category_id,
+                "title": r.title,
+                "price_fen": r.price_fen,
+                "original_price_fen": r.original_price_fen,
+                "sales": r.sales_count,
+                "rating": round(rating, 2),
+                "rating_count": r.rating_count,
+                "popularity": liked,
+                "title_tokens": " ".join(tok.index_tokens(r.title)),
+                "other_tokens": " ".join(other),
+                "tag_tokens": " ".join(
+                    tag_tokens(r.category_id, r.kind, [(s.lat, s.lng) for s in places])
+                ),
+                "indexed_at": now,
+            }
+        )
+        for s in places:
+            x, y, z = unit_vector(s.lat, s.lng)
+            locations.append(
+                {
+                    "listing_id": r.id,
+                    "store_id": s.id,
+                    "store_name": s.name,
+                    "lat": s.lat,
+                    "lng": s.lng,
+                    "lat_band": lat_band(s.lat),
+                    "x": x,
+                    "y": y,
+                    "z": z,
+                }
+            )
+    session.execute(insert(SearchDocument), documents)
+    if locations:
+        session.execute(insert(SearchLocation), locations)
+    return len(documents)

@@ -24,6 +24,7 @@ def upgrade() -> None:
         "inventory_items",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("ref", sa.String(length=60), nullable=False),
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("available", sa.Integer(), nullable=False),
         sa.Column("held", sa.Integer(), nullable=False),
@@ -38,6 +39,9 @@ def upgrade() -> None:
         sa.CheckConstraint("sold >= 0", name=op.f("ck_inventory_items_sold_not_negative")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inventory_items")),
     )
+    with op.batch_alter_table("inventory_items", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_inventory_items_ref"), ["ref"], unique=False)
+
     op.create_table(
         "inventory_adjustments",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -214,6 +218,12 @@ def upgrade() -> None:
             ["store_id"], ["stores.id"], name=op.f("fk_time_slots_store_id_stores")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_time_slots")),
+        sa.UniqueConstraint(
+            "listing_id",
+            "store_id",
+            "starts_at",
+            name=op.f("uq_time_slots_listing_id_store_id_starts_at"),
+        ),
     )
     with op.batch_alter_table("time_slots", schema=None) as batch_op:
         batch_op.create_index(
@@ -255,5 +265,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_inventory_adjustments_item_id"))
 
     op.drop_table("inventory_adjustments")
+    with op.batch_alter_table("inventory_items", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_inventory_items_ref"))
+
     op.drop_table("inventory_items")
     # ### end Alembic commands ###

@@ -1,0 +1,1 @@
+"""评价: reviews after consumption, merchant replies, and rating aggregates."""

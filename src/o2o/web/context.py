@@ -1,0 +1,189 @@
+"""What a page route gets: ``PageContext`` (who is calling, the database, render/redirect) and
+the dependencies that check access the same way the API does.
+
+    router = page_router()
+
+    @router.get("/console/m/{merchant_id}/things", name="console_things")
+    def things(page: ConsolePageDep) -> Response:
+        with page.read() as session:
+            rows = service.list_things(session, page.actor, page.merchant.id)
+        return page.render("console/things.html", rows=rows)
+
+Transactions: open them with ``page.read()`` / ``page.write()`` (or ``Form.submit``) inside the
+route, never with the API's ``SessionDep``: an error raised in a ``with page.write()`` block rolls
+it back before the error page or the form with its messages is rendered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from o2o.accounts.models import User
+from o2o.config import Settings
+from o2o.db import Database
+from o2o.merchants import service as merchants
+from o2o.merchants.access import Actor, StaffRole, load_actor
+from o2o.merchants.models import Merchant
+from o2o.schemas import Id
+from o2o.web.csrf import verify_csrf
+from o2o.web.session import PageSession, page_session
+from o2o.web.templating import templates
+
+# A page form never needs more; larger bodies get a 413 page before any parsing.
+PAGE_MAX_BODY = 512 * 1024
+
+
+def page_router(**kwargs: Any) -> APIRouter:
+    """A router for pages: out of the OpenAPI schema, HTML by default, CSRF-checked."""
+    return APIRouter(
+        include_in_schema=False,
+        default_response_class=HTMLResponse,
+        dependencies=[Depends(verify_csrf)],
+        max_body_size=PAGE_MAX_BODY,
+        **kwargs,
+    )
+
+
+class LoginRequired(Exception):
+    """Raised by the dependencies; rendered as a redirect to the login page."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+def safe_next(url: str | None, default: str = "/") -> str:
+    """A local path to go back to after login; anything else (other sites) becomes ``default``."""
+    if not url or len(url) > 1000 or not url.startswith("/") or url.startswith(("//", "/\\")):
+        return default
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in url):
+        return default
+    return url
+
+
+def login_url(next_url: str) -> str:
+    return "/login?next=" + quote(safe_next(next_url), safe="/")
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+@dataclass
+class PageContext:
+    request: Request
+    db: Database
+    settings: Settings
+    actor: Actor | None
+    # "consumer" | "console" | "admin": picks the layout's nav.
+    area: str = "consumer"
+    # Console pages: the merchant in the URL and the caller's role there.
+    merchant: Merchant | None = None
+    role: StaffRole | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def session(self) -> PageSession:
+        return page_session(self.request)
+
+    @property
+    def is_htmx(self) -> bool:
+        return is_htmx(self.request)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self.db.transaction(readonly=True) as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        with self.db.transaction() as session:
+            yield session
+
+    def render(
+        self,
+        template: str,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        return templates.TemplateResponse(
+            self.request,
+            template,
+            {"page": self, **context},
+            status_code=status_code,
+            headers=headers,
+        )
+
+    def flash(self, message: str, kind: str = "success") -> None:
+        self.session.flash(message, kind)
+
+    def redirect(self, url: str, *, flash: str | None = None, kind: str = "success") -> Response:
+        """POST → redirect → GET (303); htmx requests get ``HX-Redirect`` instead."""
+        if flash:
+            self.flash(flash, kind)
+        if self.is_htmx:
+            return Response(status_code=200, headers={"HX-Redirect": url})
+        return RedirectResponse(url, status_code=303)
+
+
+def page_context(request: Request) -> PageContext:
+    """Every page: the signed-in actor (from the page session) or None."""
+    session = page_session(request)
+    db: Database = request.app.state.db
+    actor = None
+    if session.user_id is not None:
+        with db.transaction(readonly=True) as s:
+            user = s.get(User, session.user_id)
+            if user is None:
+                session.logout()  # the account is gone: the cookie is worth nothing
+            else:
+                actor = load_actor(s, user)
+    return PageContext(request, db, request.app.state.settings, actor)
+
+
+PageDep = Annotated[PageContext, Depends(page_context)]
+
+
+def signed_in_page(page: PageDep) -> PageContext:
+    if page.actor is None:
+        request = page.request
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(target if request.method == "GET" else "/")
+    return page
+
+
+SignedInPageDep = Annotated[PageContext, Depends(signed_in_page)]
+
+
+def admin_page(page: SignedInPageDep) -> PageContext:
+    """Operator pages: the same rule as the API's AdminDep (403 for everybody else)."""
+    assert page.actor is not None
+    page.actor.require_admin()
+    page.area = "admin"
+    return page
+
+
+AdminPageDep = Annotated[PageContext, Depends(admin_page)]
+
+
+def console_page(merchant_id: Id, page: SignedInPageDep) -> PageContext:
+    """Merchant console pages under /console/m/{merchant_id}: staff of that merchant only."""
+    assert page.actor is not None
+    page.role = page.actor.require_staff(merchant_id)
+    with page.read() as session:
+        page.merchant = merchants.get_merchant(session, merchant_id)
+    page.area = "console"
+    return page
+
+
+ConsolePageDep = Annotated[PageContext, Depends(console_page)]
