@@ -610,7 +610,7 @@ OPS = [
 
 
 @hsettings(
-    max_examples=60,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -622,7 +622,7 @@ def test_books_balance_after_any_sequence_of_events(
     session.begin()
     model = Model()
     try:
-        for _ in range(data.draw(st.integers(1, 25), label="steps")):
+        for _ in range(data.draw(st.integers(1, 20), label="steps")):
             step(session, model, merchant_ids, data, data.draw(st.sampled_from(OPS), label="op"))
             check_books(session, model, merchant_ids)
     finally:

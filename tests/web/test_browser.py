@@ -71,9 +71,7 @@ def test_operator_approves_the_pending_demo_application(desktop: Any, phone: Any
     expect(phone.get_by_role("link", name="新建门店")).to_be_visible()
 
 
-def test_new_user_applies_and_the_operator_rejects_with_a_reason(
-    phone: Any, desktop: Any
-) -> None:
+def test_new_user_applies_and_the_operator_rejects_with_a_reason(phone: Any, desktop: Any) -> None:
     register(phone, "小马")
     name = f"夜猫子烤串{new_phone()[-4:]}"
     apply_as_merchant(phone, name)

@@ -205,9 +205,11 @@ def test_bad_store_input_shows_chinese_field_errors_and_changes_nothing(
     assert "请输入经度" in (field_error(r.text, "lng") or "")
     assert field_error(r.text, "phone") == "不能超过 20 个字符"
     assert 'value="科苑路1号"' in r.text  # what the user typed is kept
-    # Outside China (a model-level rule) is shown next to the latitude.
+    # Outside China: next to the coordinate that is wrong.
     r = client.form_post(url, {**STORE_FORM, "lat": "48.85", "lng": "2.35"})
-    assert r.status_code == 422 and "中国境内" in r.text
+    assert r.status_code == 422
+    assert field_error(r.text, "lat") is None
+    assert "中国境内" in (field_error(r.text, "lng") or "")
     assert count(world, Store, Store.merchant_id == world.a.id) == 2
 
 
@@ -366,8 +368,30 @@ def test_error_pages_are_html_in_chinese_and_the_api_keeps_problem_json(
     assert r.status_code == 400 and "text/html" in r.headers["content-type"]
     r = pages.get("/api/v1/no-such-thing")
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem")
-    r = pages.sign_in(world.a.owner_id).post("/console/apply", content=b"x" * 600_000)
-    assert r.status_code in (403, 413)
+    r = pages.sign_in(world.a.owner_id).post(
+        "/console/apply",
+        content=b"name=" + b"x" * 600_000,
+        headers={"X-CSRF-Token": TOKEN, "content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 413 and "提交的内容过大" in r.text
+    assert count(world, Merchant) == 3
+
+
+def test_an_unexpected_error_on_a_page_is_a_chinese_500_page(app: Any, db: Any) -> None:
+    from o2o.web.context import page_router
+
+    router = page_router()
+
+    @router.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    app.include_router(router)
+    with PageClient(app) as client:
+        r = client.get("/boom")
+    assert r.status_code == 500
+    assert "服务器开小差了" in r.text and "secret internals" not in r.text
+    assert "text/html" in r.headers["content-type"]
 
 
 def test_operator_reviews_and_sets_commission(pages: PageClient, world: World) -> None:

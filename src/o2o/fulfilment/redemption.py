@@ -213,25 +213,31 @@ def preview(
     phone, status. Only this merchant's vouchers: another merchant's code is 404 exactly like
     an unknown one. A clerk sees vouchers usable at one of its stores."""
     rules = rules or redemption_settings()
-    role = actor.require_staff(merchant_id)
-    ensure_not_throttled(db, merchant_id, actor.user_id, rules)
-    code = normalize_code(raw_code)
-    row = None
-    if code is not None:
-        with db.transaction(readonly=True) as session:
-            row = session.execute(
-                _voucher_query()
-                .add_columns(User.phone)
-                .join(User, User.id == _V.user_id)
-                .where(_V.code == code, _V.merchant_id == merchant_id)
-            ).first()
-            if row is not None:
-                unused_of_line = session.scalar(
-                    select(func.count()).where(
-                        _V.order_line_id == row.order_line_id, _V.status == UNUSED
+    role = actor.require_staff(merchant_id)  # not staff: 403, nothing to audit
+    try:
+        ensure_not_throttled(db, merchant_id, actor.user_id, rules)
+        code = normalize_code(raw_code)
+        row = None
+        if code is not None:
+            with db.transaction(readonly=True) as session:
+                row = session.execute(
+                    _voucher_query()
+                    .add_columns(User.phone)
+                    .join(User, User.id == _V.user_id)
+                    .where(_V.code == code, _V.merchant_id == merchant_id)
+                ).first()
+                if row is not None:
+                    unused_of_line = session.scalar(
+                        select(func.count()).where(
+                            _V.order_line_id == row.order_line_id, _V.status == UNUSED
+                        )
                     )
-                )
-    if row is None:
+        if row is None:
+            raise not_found()
+        if role.role == CLERK and not set(row.store_ids or []) & role.store_ids:
+            raise Forbidden("该券码不能在您的门店使用", code="store_not_valid_for_voucher")
+    except AppError as exc:
+        # Previews are reads: only refusals are audited (and unknown codes counted).
         _record_outside(
             db,
             _audit_row(
@@ -240,13 +246,11 @@ def preview(
                 store_id=None,
                 code=raw_code,
                 action=ACTION_PREVIEW,
-                result="voucher_not_found",
+                result=exc.code,
             ),
-            counts=True,
+            counts=exc.code in GUESSING,
         )
-        raise not_found()
-    if role.role == CLERK and not set(row.store_ids or []) & role.store_ids:
-        raise Forbidden("该券码不能在您的门店使用", code="store_not_valid_for_voucher")
+        raise
     return {
         "code": row.code,
         "code_display": format_code(row.code),

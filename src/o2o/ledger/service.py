@@ -70,6 +70,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from o2o.errors import Conflict, NotFound, ValidationFailed
 from o2o.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
@@ -167,15 +168,14 @@ def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> None:
     session.execute(insert(LedgerAccount).on_conflict_do_nothing(index_elements=["code"]), rows)
 
 
-def ensure_accounts(session: Session, codes: Iterable[str]) -> dict[str, int]:
-    """Account ids by code, creating the missing ones (concurrency-safe: ON CONFLICT DO NOTHING)."""
+def load_accounts(session: Session, codes: Iterable[str]) -> dict[str, LedgerAccount]:
+    """Accounts by code, creating the missing ones (concurrency-safe: ON CONFLICT DO NOTHING)."""
     wanted = set(codes)
     kinds = {code: account_kind(code) for code in wanted}
-    found = dict(
-        session.execute(
-            select(LedgerAccount.code, LedgerAccount.id).where(LedgerAccount.code.in_(wanted))
-        ).all()
-    )
+    found = {
+        a.code: a
+        for a in session.scalars(select(LedgerAccount).where(LedgerAccount.code.in_(wanted)))
+    }
     missing = wanted - found.keys()
     if missing:
         now = utcnow()
@@ -192,11 +192,15 @@ def ensure_accounts(session: Session, codes: Iterable[str]) -> dict[str, int]:
             ],
         )
         found.update(
-            session.execute(
-                select(LedgerAccount.code, LedgerAccount.id).where(LedgerAccount.code.in_(missing))
-            ).all()
+            (a.code, a)
+            for a in session.scalars(select(LedgerAccount).where(LedgerAccount.code.in_(missing)))
         )
     return found
+
+
+def ensure_accounts(session: Session, codes: Iterable[str]) -> dict[str, int]:
+    """Account ids by code, creating the missing ones."""
+    return {code: account.id for code, account in load_accounts(session, codes).items()}
 
 
 # --- posting -----------------------------------------------------------------------------------
@@ -290,7 +294,7 @@ def post(
     existing = _existing(session, key)
     if existing is not None:
         return _replay(existing, fingerprint)
-    account_ids = ensure_accounts(session, (code for code, _ in entries))
+    accounts = load_accounts(session, (code for code, _ in entries))
     created_at = at or utcnow()
     txn = LedgerTransaction(
         kind=kind,
@@ -301,27 +305,29 @@ def post(
         created_at=created_at,
         **refs,
     )
+    rows = [
+        LedgerEntry(account_id=accounts[code].id, amount_fen=amount, created_at=created_at)
+        for code, amount in entries
+    ]
     try:
         # A savepoint, so a concurrent twin that won the unique key leaves our transaction usable.
         with session.begin_nested():
             session.add(txn)
             session.flush()
-            session.add_all(
-                LedgerEntry(
-                    transaction_id=txn.id,
-                    account_id=account_ids[code],
-                    amount_fen=amount,
-                    created_at=created_at,
-                )
-                for code, amount in entries
-            )
+            for row in rows:
+                row.transaction_id = txn.id
+            session.add_all(rows)
             session.flush()
     except IntegrityError:
         existing = _existing(session, key)
         if existing is None:
             raise
         return _replay(existing, fingerprint)
-    session.refresh(txn, ["entries"])
+    # The relationships are known already: fill them in rather than reading them back.
+    by_id = {account.id: account for account in accounts.values()}
+    for row in rows:
+        set_committed_value(row, "account", by_id[row.account_id])
+    set_committed_value(txn, "entries", rows)
     return txn
 
 

@@ -18,18 +18,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from o2o.accounts.models import User
 from o2o.catalog import service as catalog
-from o2o.catalog.models import GOODS, ListingStore, TimeSlot
+from o2o.catalog.models import GOODS, Listing, ListingStore, Sku, TimeSlot
 from o2o.config import Settings
 from o2o.errors import NotFound, ValidationFailed
 from o2o.inventory import service as inventory
 from o2o.inventory.models import InventoryHold
 from o2o.inventory.service import OutOfStock
 from o2o.merchants.access import Actor
-from o2o.merchants.models import Merchant
+from o2o.merchants.models import Category, Merchant
 from o2o.orders.models import (
     CANCELLED,
     ORDER_STATUS,
@@ -96,6 +96,30 @@ def _merge(items: Sequence[CartItem]) -> list[CartItem]:
     return result
 
 
+def _preload(session: Session, items: Sequence[CartItem]) -> list[Any]:
+    """Load every listing (with merchant, category, stores and the chosen SKU) in one query,
+    and the slots in another, so the catalogue's ``resolve_purchase`` — the one place that
+    says what can be bought — finds them in the identity map instead of querying one by one."""
+    listing_ids = sorted({i.listing_id for i in items})
+    sku_ids = sorted({i.sku_id for i in items if i.sku_id is not None})
+    stmt = (
+        select(Listing, Merchant, Category)
+        .join(Merchant, Merchant.id == Listing.merchant_id)
+        .outerjoin(Category, Category.id == Listing.category_id)
+        .where(Listing.id.in_(listing_ids))
+        .options(joinedload(Listing.store_links))
+    )
+    if sku_ids:
+        stmt = stmt.add_columns(Sku).outerjoin(
+            Sku, and_(Sku.listing_id == Listing.id, Sku.id.in_(sku_ids))
+        )
+    loaded: list[Any] = list(session.execute(stmt).unique().all())
+    slot_ids = sorted({i.slot_id for i in items if i.slot_id is not None})
+    if slot_ids:
+        loaded.extend(session.scalars(select(TimeSlot).where(TimeSlot.id.in_(slot_ids))))
+    return loaded  # the identity map holds objects weakly: the caller keeps them alive
+
+
 def _check_per_user_limits(session: Session, user_id: int, lines: Sequence[_Line]) -> None:
     """限购: units of a listing in the user's orders that are not cancelled or refunded."""
     wanted: dict[int, int] = {}
@@ -149,6 +173,8 @@ def checkout(
         raise ValidationFailed("购物车是空的", field="items")
     if len(items) > MAX_ITEMS:
         raise ValidationFailed(f"一次最多结算 {MAX_ITEMS} 种商品", field="items")
+    merged = _merge(items)
+    loaded = _preload(session, merged)
     lines = [
         _Line(
             catalog.resolve_purchase(
@@ -156,8 +182,9 @@ def checkout(
             ),
             item.quantity,
         )
-        for item in _merge(items)
+        for item in merged
     ]
+    del loaded
     has_goods = any(line.item.kind == GOODS for line in lines)
     if has_goods and not shipping_address:
         raise ValidationFailed("实物商品需要填写收货地址", field="shipping_address")

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from o2o.accounts.models import User
@@ -141,8 +142,12 @@ def create_review(
         text=text,
         created_at=now,
     )
-    session.add(review)
-    session.flush()  # the unique line index refuses a concurrent second review here (409)
+    try:
+        # The unique line index refuses a concurrent second review here.
+        with session.begin_nested():
+            session.add(review)
+    except IntegrityError:
+        raise Conflict("该商品已评价过", code="already_reviewed") from None
     catalog.add_rating(session, line.listing_id, rating)
     _add_to_rating(session, MERCHANT, order.merchant_id, rating)
     if store_id is not None:
@@ -264,7 +269,11 @@ def reviews_out(session: Session, reviews: Sequence[Review]) -> list[dict[str, A
     }
     store_ids = {r.store_id for r in reviews if r.store_id is not None}
     stores = (
-        dict(session.execute(select(Store.id, Store.name).where(Store.id.in_(store_ids))).tuples())
+        dict(
+            session.execute(select(Store.id, Store.name).where(Store.id.in_(store_ids)))
+            .tuples()
+            .all()
+        )
         if store_ids
         else {}
     )

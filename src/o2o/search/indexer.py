@@ -119,9 +119,7 @@ def cells_covering(
         r0, c0 = cell_of(level, min_lat, min_lng)
         r1, c1 = cell_of(level, max_lat, max_lng)
         if (r1 - r0 + 1) * (c1 - c0 + 1) <= MAX_CELLS:
-            return [
-                cell_token(level, r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)
-            ]
+            return [cell_token(level, r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
     return None
 
 

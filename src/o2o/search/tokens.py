@@ -170,20 +170,16 @@ def fts5_query(groups: list[Group], *, column: str | None = None) -> str:
     return f"{column} : ({expr})" if column else expr
 
 
-def tsquery(groups: list[Group], *, weight: str = "") -> str:
-    """PostgreSQL tsquery text for ``to_tsquery('simple', …)``; ``weight="A"`` matches only
-    lexemes of that weight (the title's)."""
+def tsquery(groups: list[Group]) -> str:
+    """PostgreSQL tsquery text for ``to_tsquery('simple', …)``."""
 
     def term(t: Term) -> str:
-        marks = ("*" if t.prefix else "") + weight
-        return t.token + (":" + marks if marks else "")
+        return t.token + (":*" if t.prefix else "")
 
     def alternative(a: Alternative) -> str:
         return " & ".join(term(t) for t in a)
 
-    return " & ".join(
-        "(" + " | ".join("(" + alternative(a) + ")" for a in g) + ")" for g in groups
-    )
+    return " & ".join("(" + " | ".join("(" + alternative(a) + ")" for a in g) + ")" for g in groups)
 
 
 def substring_words(groups: list[Group]) -> list[str]:

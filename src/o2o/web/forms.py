@@ -185,10 +185,10 @@ class Form(Generic[M]):
         except ValidationError as exc:
             for err in exc.errors():
                 loc = [str(p) for p in err.get("loc", ())]
-                name = loc[0] if loc else (root_field or "")
                 message = chinese_message(err)
-                if name in messages:
-                    message = messages[name]
+                if loc and loc[0] in messages:
+                    message = messages[loc[0]]
+                name = loc[0] if loc else (root_field or "")
                 if name and name in model.model_fields:
                     result.errors.setdefault(name, message)
                 else:

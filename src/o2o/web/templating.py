@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from starlette.routing import NoMatchFound
 from starlette.templating import Jinja2Templates
 
@@ -81,7 +81,7 @@ def _csrf_token(ctx: Any) -> str:
 @pass_context
 def _csrf_input(ctx: Any) -> Markup:
     token = csrf_token(ctx["request"])
-    return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(token)}">')
+    return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, token)
 
 
 def page_path(app: Any, name: str, **params: Any) -> str | None:

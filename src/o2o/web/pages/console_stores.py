@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from fastapi.responses import Response
+from pydantic import field_validator
+from sqlalchemy.orm import Session
 
 from o2o.merchants import service as merchants
 from o2o.merchants.access import MANAGERS
-from o2o.merchants.schemas import StoreIn
+from o2o.merchants.schemas import StoreIn, check_in_china
 from o2o.schemas import Id
 from o2o.web.context import ConsolePageDep, page_router
 from o2o.web.forms import Form, FormDataDep
@@ -25,6 +27,19 @@ class StoreForm(StoreIn):
     """The store page edits every field at once (and whether it is open)."""
 
     is_active: bool = True
+
+    # The API checks "inside China" for the pair; here each input gets its own message.
+    @field_validator("lat")
+    @classmethod
+    def _lat_in_china(cls, value: float) -> float:
+        check_in_china(value, None)
+        return value
+
+    @field_validator("lng")
+    @classmethod
+    def _lng_in_china(cls, value: float) -> float:
+        check_in_china(None, value)
+        return value
 
 
 STORE_MESSAGES = {
@@ -71,9 +86,9 @@ def create_store(page: ConsolePageDep, data: FormDataDep) -> Response:
     assert page.actor is not None and page.merchant is not None
     actor, merchant_id = page.actor, page.merchant.id
     actor.require_staff(merchant_id, MANAGERS)
-    form = Form.parse(StoreForm, data, messages=STORE_MESSAGES, root_field="lat")
+    form = Form.parse(StoreForm, data, messages=STORE_MESSAGES)
 
-    def create(session, d: StoreForm) -> int:  # type: ignore[no-untyped-def]
+    def create(session: Session, d: StoreForm) -> int:
         fields = d.model_dump(exclude={"is_active"})
         store = merchants.create_store(session, actor, merchant_id, **fields)
         if not d.is_active:
@@ -100,7 +115,7 @@ def update_store(page: ConsolePageDep, store_id: Id, data: FormDataDep) -> Respo
     assert page.actor is not None and page.merchant is not None
     actor, merchant_id = page.actor, page.merchant.id
     actor.require_staff(merchant_id, MANAGERS, store_id=store_id)
-    form = Form.parse(StoreForm, data, messages=STORE_MESSAGES, root_field="lat")
+    form = Form.parse(StoreForm, data, messages=STORE_MESSAGES)
     saved = form.submit(
         page.db,
         lambda s, d: merchants.update_store(s, actor, merchant_id, store_id, **d.model_dump()).id,
