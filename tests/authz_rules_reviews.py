@@ -21,7 +21,7 @@ def _review_id(world: Any) -> int:
         return service.create_review(session, world.consumer_id, order.order_no, rating=4).id
 
 
-def rules(Rule, EVERYONE, SIGNED_IN, A_MANAGERS, OPERATOR, a_params) -> dict:  # noqa: N803
+def rules(Rule, EVERYONE, SIGNED_IN, A_MANAGERS, OPERATOR, a_params) -> dict:
     consumer = {"consumer"}
     return {
         ("POST", "/api/v1/orders/{order_no}/reviews"): Rule(

@@ -23,7 +23,7 @@ def _request_id(world: Any) -> int:
     return world.__dict__["_authz_request"]
 
 
-def rules(Rule, EVERYONE, SIGNED_IN, A_MANAGERS, OPERATOR, a_params) -> dict:  # noqa: N803
+def rules(Rule, EVERYONE, SIGNED_IN, A_MANAGERS, OPERATOR, a_params) -> dict:
     consumer = {"consumer"}
 
     def order_params(status: str) -> Any:

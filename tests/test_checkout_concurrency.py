@@ -271,7 +271,9 @@ def reconcile(url: str, item_id: int) -> dict[str, int]:
                     select(InventoryHold.status, func.sum(InventoryHold.quantity))
                     .where(InventoryHold.item_id == item_id)
                     .group_by(InventoryHold.status)
-                ).tuples()
+                )
+                .tuples()
+                .all()
             )
             paid_units = session.scalar(
                 select(func.coalesce(func.sum(OrderLine.quantity), 0))
@@ -297,7 +299,9 @@ def reconcile(url: str, item_id: int) -> dict[str, int]:
             payments = dict(
                 session.execute(
                     select(Payment.status, func.count()).group_by(Payment.status)
-                ).tuples()
+                )
+                .tuples()
+                .all()
             )
     finally:
         db.dispose()

@@ -181,18 +181,19 @@ class VisitRecorder:
 
     def pending(
         self, visitor_id: str | None, user_id: int | None, since: datetime, until: datetime
-    ) -> Touch | None:
-        """The latest touch not yet written for this visitor or user, inside the window."""
+    ) -> list[Touch]:
+        """Touches not yet written for this visitor or user, inside the window."""
         with self._queue.mutex:
             waiting = list(self._queue.queue)
-        best = None
-        for t in [*self._inflight, *waiting]:
-            mine = (visitor_id is not None and t.visitor_id == visitor_id) or (
-                user_id is not None and t.user_id == user_id
+        return [
+            t
+            for t in [*self._inflight, *waiting]
+            if since < t.at <= until
+            and (
+                (visitor_id is not None and t.visitor_id == visitor_id)
+                or (user_id is not None and t.user_id == user_id)
             )
-            if mine and since < t.at <= until and (best is None or t.at >= best.at):
-                best = t
-        return best
+        ]
 
     def stats(self) -> dict[str, int]:
         return {
@@ -222,17 +223,18 @@ def _register(recorder: VisitRecorder) -> None:
         _recorders.setdefault(_url_key(recorder.db.engine.url), weakref.WeakSet()).add(recorder)
 
 
-def pending_touch(
+def pending_touches(
     session: Session,
     visitor_id: str | None,
     user_id: int | None,
     since: datetime,
     until: datetime,
-) -> Touch | None:
+) -> list[Touch]:
+    """This process's unwritten touches for the visitor or user (same database), newest first."""
     with _registry_lock:
         recorders = list(_recorders.get(_url_key(session.get_bind().engine.url), ()))
-    found = [t for r in recorders if (t := r.pending(visitor_id, user_id, since, until))]
-    return max(found, key=lambda t: t.at, default=None)
+    found = [t for r in recorders for t in r.pending(visitor_id, user_id, since, until)]
+    return sorted(found, key=lambda t: t.at, reverse=True)
 
 
 # --- the middleware ----------------------------------------------------------------------------

@@ -233,11 +233,12 @@ def attribute(
         .limit(1)
     ).first()
     best: tuple[str, datetime] | None = (row[0], as_utc(row[1])) if row else None
-    from o2o.channels.middleware import pending_touch  # the queue lives with the middleware
+    from o2o.channels.middleware import pending_touches  # the queue lives with the middleware
 
-    pending = pending_touch(session, visitor_id, user_id, since, now)
-    if pending is not None and (best is None or pending.at >= best[1]):
-        known = channel_by_code(session, pending.code)
+    for touch in pending_touches(session, visitor_id, user_id, since, now):
+        if best is not None and touch.at < best[1]:
+            break
+        known = channel_by_code(session, touch.code)
         if known is not None and known.is_active:
             return known.code
     return best[0] if best else None

@@ -720,20 +720,9 @@ def request_refund(
         amount_fen = _refundable(session, order.id)
     if amount_fen <= 0:
         raise Conflict("该订单已没有可退的金额", code="nothing_to_refund")
-    if not orders.add_refunded(session, order.id, amount_fen):
-        raise Conflict("退款金额超过订单实付金额", code="refund_exceeds_paid")
-    for part in parts:
-        result = session.execute(
-            update(OrderLine)
-            .where(
-                OrderLine.id == part["line_id"],
-                OrderLine.refunded_fen + part["amount_fen"] <= OrderLine.amount_fen,
-            )
-            .values(refunded_fen=OrderLine.refunded_fen + part["amount_fen"])
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
-            raise Conflict("退款金额超过该商品实付金额", code="refund_exceeds_paid")
+    # All or nothing even if the caller catches the 409 and goes on with its transaction.
+    with session.begin_nested():
+        _reserve(session, order.id, amount_fen, parts)
     now = utcnow()
     refund = Refund(
         refund_no=new_refund_no(),
@@ -753,6 +742,28 @@ def request_refund(
     session.add(refund)
     session.flush()
     return refund
+
+
+def _reserve(
+    session: Session, order_id: int, amount_fen: int, parts: Sequence[Mapping[str, int]]
+) -> None:
+    """Reserve the amount on the order and its lines with conditional updates: concurrent
+    refunds can never add up to more than was paid (DESIGN.md law 4)."""
+    if not orders.add_refunded(session, order_id, amount_fen):
+        raise Conflict("退款金额超过订单实付金额", code="refund_exceeds_paid")
+    for part in parts:
+        result = session.execute(
+            update(OrderLine)
+            .where(
+                OrderLine.id == part["line_id"],
+                OrderLine.order_id == order_id,
+                OrderLine.refunded_fen + part["amount_fen"] <= OrderLine.amount_fen,
+            )
+            .values(refunded_fen=OrderLine.refunded_fen + part["amount_fen"])
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            raise Conflict("退款金额超过该商品实付金额", code="refund_exceeds_paid")
 
 
 def _refundable(session: Session, order_id: int) -> int:
@@ -922,20 +933,8 @@ def retry_refund(session: Session, refund_no: str) -> Refund:
     if refund is None:
         raise NotFound("退款单不存在", code="refund_not_found")
     refund.status = REFUND_STATUS.next_state(refund.status, "retry")
-    if not orders.add_refunded(session, refund.order_id, refund.amount_fen):
-        raise Conflict("退款金额超过订单实付金额", code="refund_exceeds_paid")
-    for part in refund.lines or []:
-        result = session.execute(
-            update(OrderLine)
-            .where(
-                OrderLine.id == part["line_id"],
-                OrderLine.refunded_fen + part["amount_fen"] <= OrderLine.amount_fen,
-            )
-            .values(refunded_fen=OrderLine.refunded_fen + part["amount_fen"])
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
-            raise Conflict("退款金额超过该商品实付金额", code="refund_exceeds_paid")
+    with session.begin_nested():
+        _reserve(session, refund.order_id, refund.amount_fen, refund.lines or [])
     now = utcnow()
     refund.next_attempt_at = now
     refund.updated_at = now
