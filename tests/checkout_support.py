@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from o2o.catalog.models import Listing, ListingStore, Sku, TimeSlot
 from o2o.db import Database
 from o2o.inventory import service as inventory
 from o2o.inventory.models import InventoryHold, InventoryItem
+from o2o.payments.models import Payment
 from o2o.payments.sandbox import SandboxProvider
 from o2o.timeutil import utcnow
 
@@ -246,3 +247,76 @@ def pay_sandbox(api: Any, token: str, payment_no: str, result: str = "success") 
 
 def notify(api: Any, headers: dict[str, str], body: bytes, provider: str = "sandbox") -> Any:
     return api.post(f"/api/v1/payments/notify/{provider}", content=body, headers=headers)
+
+
+# --- straight through the service layer (authorization rules, fixtures) -----------------------
+
+
+def _settings() -> Any:
+    from o2o.config import Settings
+
+    return Settings(database_url="sqlite://", secret_key=TEST_SECRET, demo=False)
+
+
+def order_for(db: Database, world: Any, *, user_id: int | None = None) -> tuple[str, str]:
+    """A goods order of merchant A for the consumer, unpaid: (order_no, payment_no)."""
+    from o2o.orders import service as orders
+
+    goods = make_goods(db, world.a.id, world.category_id)
+    with db.transaction() as session:
+        body = orders.checkout(
+            session,
+            _settings(),
+            user_id=user_id or world.consumer_id,
+            items=[orders.CartItem(goods.listing_id, 1, goods.sku_id)],
+            shipping_address=ADDRESS,
+        )
+    return body["orders"][0]["order_no"], body["payment"]["payment_no"]
+
+
+def started_payment(db: Database, world: Any) -> tuple[str, str]:
+    """An unpaid order whose payment the consumer started with the sandbox."""
+    order_no, payment_no = order_for(db, world)
+    with db.transaction() as session:
+        session.execute(
+            update(Payment)
+            .where(Payment.payment_no == payment_no)
+            .values(provider="sandbox", method="cashier", status="pending", started_at=utcnow())
+        )
+    return order_no, payment_no
+
+
+def paid_order(db: Database, world: Any) -> tuple[str, str]:
+    """A paid goods order (sandbox), applied through the payment core."""
+    from o2o.payments import service as payments
+    from o2o.payments.providers import PaymentEvent
+
+    order_no, payment_no = started_payment(db, world)
+    with db.transaction() as session:
+        payment = session.scalar(select(Payment).where(Payment.payment_no == payment_no))
+        event = PaymentEvent("sandbox", payment_no, "succeeded", payment.amount_fen)
+        assert payments.apply_payment_event(session, event).result == "applied"
+    return order_no, payment_no
+
+
+def signed_success(payment_no: str, db: Database) -> dict[str, Any]:
+    """The JSON of a genuine sandbox success notification for the payment."""
+    import json
+
+    with db.transaction(readonly=True) as session:
+        amount = session.scalar(select(Payment.amount_fen).where(Payment.payment_no == payment_no))
+    _headers, body = sandbox().payment_notification(payment_no, amount)
+    return json.loads(body)
+
+
+def failed_refund(db: Database, world: Any) -> str:
+    """A refund the provider refused: the operator may retry it. Returns the refund_no."""
+    from o2o.orders.models import Order
+    from o2o.payments import service as payments
+
+    order_no, _payment_no = paid_order(db, world)
+    with db.transaction() as session:
+        order = session.scalar(select(Order).where(Order.order_no == order_no))
+        refund = payments.request_refund(session, order, initiator="operator:test")
+        payments._fail_refund(session, refund, "NOT_ENOUGH: 余额不足", utcnow())
+        return refund.refund_no

@@ -5,11 +5,15 @@ databases."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
+from o2o.accounts.models import User
+from o2o.errors import Conflict
+from o2o.merchants.access import load_actor
 from o2o.orders.models import Order, OrderLine
 from o2o.payments import service as payments
 from o2o.payments.models import Refund
@@ -17,7 +21,13 @@ from o2o.shipping import aftersales
 from o2o.shipping.models import AfterSalesLine, AfterSalesRequest
 from o2o.timeutil import utcnow
 from o2o.worker import load_jobs
-from tests.shipping_support import PaidOrder, paid_goods_order, sf_number, shift_order
+from tests.shipping_support import (
+    PaidOrder,
+    orm_after_sales,
+    paid_goods_order,
+    sf_number,
+    shift_order,
+)
 
 
 def received(api: Any, world: Any, **kw: Any) -> PaidOrder:
@@ -330,3 +340,79 @@ def test_split_is_exact_over_many_lines(api: Any, world: Any, db: Any) -> None:
         ).all()
     assert sum(p.amount_fen for p in parts) == 1001
     assert all(p.amount_fen <= a for p, a in zip(parts, order.amounts, strict=True))
+
+
+def test_auto_approve_with_several_workers_refunds_each_request_once(
+    world: Any, db: Any, settings: Any
+) -> None:
+    ids = [orm_after_sales(world, respond_in=timedelta(minutes=-1)) for _ in range(8)]
+    moved: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        barrier.wait()
+        moved.append(aftersales.auto_approve(db, settings, batch=3))
+        moved.append(aftersales.auto_approve(db, settings, batch=3))
+        moved.append(aftersales.auto_approve(db, settings, batch=3))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with db.transaction(readonly=True) as session:
+        rows = session.scalars(select(AfterSalesRequest).where(AfterSalesRequest.id.in_(ids))).all()
+        assert {r.status for r in rows} == {"approved"}
+        per_order = session.execute(
+            select(Refund.order_id, func.count()).group_by(Refund.order_id)
+        ).all()
+    assert len(per_order) == 8 and all(n == 1 for _order, n in per_order)
+    assert {r.refund_id for r in rows} == {r.id for r in refunds(db)}
+
+
+def _race_approve_and_cancel(db: Any, world: Any, manager: Any, request_id: int) -> list[str]:
+    results: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def approve() -> None:
+        barrier.wait()
+        try:
+            with db.transaction() as session:
+                aftersales.approve(session, manager, world.a.id, request_id)
+            results.append("approved")
+        except Conflict:
+            results.append("refused")
+
+    def cancel() -> None:
+        barrier.wait()
+        try:
+            with db.transaction() as session:
+                aftersales.cancel_request(session, world.consumer_id, request_id)
+            results.append("cancelled")
+        except Conflict:
+            results.append("refused")
+
+    threads = [threading.Thread(target=approve), threading.Thread(target=cancel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_approve_racing_cancel_one_wins(world: Any, db: Any) -> None:
+    with db.transaction(readonly=True) as session:
+        manager = load_actor(session, session.get(User, world.a.manager_id))
+    for _ in range(3):
+        request_id = orm_after_sales(world)
+        results = _race_approve_and_cancel(db, world, manager, request_id)
+        assert sorted(results) in (["approved", "refused"], ["cancelled", "refused"]), results
+        status = request_row(db, request_id).status
+        assert status == ("approved" if "approved" in results else "cancelled")
+    approved = sum(1 for r in refunds(db) if r.initiator == f"merchant:{world.a.manager_id}")
+    with db.transaction(readonly=True) as session:
+        assert approved == session.scalar(
+            select(func.count())
+            .select_from(AfterSalesRequest)
+            .where(AfterSalesRequest.status == "approved")
+        )

@@ -789,3 +789,115 @@ def step(session: Session, model: Model, merchants: list[int], data: Any, op: st
                     amount_fen=ln.earned - ln.refunded_after + 1,
                 )
         assert ledger.balances(session) == before
+
+
+# --- API ---------------------------------------------------------------------------------------
+
+
+def _post_some_books(world: Any) -> None:
+    a, b = world.a.id, world.b.id
+    with world.db.transaction() as session:
+        ledger.post_payment_received(
+            session, payment_no="P1", provider="wechatpay", amount_fen=20_000, order_no="O1"
+        )
+        ledger.post_earned(
+            session,
+            key="earned:line:1",
+            payment_no="P1",
+            merchant_id=a,
+            gross_fen=12_000,
+            commission_bp=600,
+            order_no="O1",
+        )
+        ledger.post_earned(
+            session,
+            key="earned:line:2",
+            payment_no="P1",
+            merchant_id=b,
+            gross_fen=8_000,
+            commission_bp=500,
+            order_no="O2",
+        )
+        ledger.post_payout(session, payout_no="PO1", merchant_id=a, amount_fen=10_000)
+
+
+def test_operator_sees_accounts_and_transactions(api: Any, world: Any) -> None:
+    _post_some_books(world)
+    op = world.tokens["operator"]
+    a, b = world.a.id, world.b.id
+    r = api.get("/api/v1/admin/ledger/accounts", as_=op)
+    assert r.status_code == 200, r.text
+    accounts = {x["code"]: x for x in r.json()["items"]}
+    assert {code: x["balance_fen"] for code, x in accounts.items()} == {
+        "provider:wechatpay": 20_000,
+        U: 0,
+        f"merchant_payable:{a}": 11_280 - 10_000,
+        C: 720 + 400,
+        f"merchant_payable:{b}": 7_600,
+        f"merchant_paid_out:{a}": 10_000,
+    }
+    assert accounts["provider:wechatpay"]["label"] == "支付渠道资金 · 微信支付"
+    assert accounts[f"merchant_paid_out:{a}"]["type"] == "contra_asset"
+    assert accounts[f"merchant_payable:{b}"]["merchant_id"] == b
+    only = api.get("/api/v1/admin/ledger/accounts?prefix=merchant_payable:", as_=op).json()
+    assert len(only["items"]) == 2
+    page = api.get("/api/v1/admin/ledger/accounts?limit=4", as_=op).json()
+    rest = api.get(f"/api/v1/admin/ledger/accounts?cursor={page['next_cursor']}", as_=op).json()
+    assert len(page["items"]) + len(rest["items"]) == 6
+
+    txns = api.get("/api/v1/admin/ledger/transactions", as_=op).json()["items"]
+    assert [t["kind"] for t in txns] == ["payout", "earned", "earned", "payment_received"]
+    assert sum(e["amount_fen"] for t in txns for e in t["entries"]) == 0
+    earned = api.get("/api/v1/admin/ledger/transactions?order_no=O1&kind=earned", as_=op).json()
+    [line] = earned["items"]
+    assert {e["account_code"]: e["amount_fen"] for e in line["entries"]} == {
+        U: 12_000,
+        f"merchant_payable:{a}": -11_280,
+        C: -720,
+    }
+    assert (line["payment_no"], line["merchant_id"]) == ("P1", a)
+    first = api.get("/api/v1/admin/ledger/transactions?limit=3", as_=op).json()
+    assert len(first["items"]) == 3 and first["next_cursor"]
+    last = api.get(
+        f"/api/v1/admin/ledger/transactions?limit=3&cursor={first['next_cursor']}", as_=op
+    ).json()
+    assert [t["kind"] for t in last["items"]] == ["payment_received"]
+    assert last["next_cursor"] is None
+    by_merchant = api.get(f"/api/v1/admin/ledger/transactions?merchant_id={b}", as_=op).json()
+    assert [t["idempotency_key"] for t in by_merchant["items"]] == ["earned:line:2"]
+
+
+def test_merchant_sees_its_own_balance(api: Any, world: Any) -> None:
+    _post_some_books(world)
+    a = world.a.id
+    for role in ("owner", "manager"):
+        r = api.get(f"/api/v1/merchants/{a}/ledger/balance", as_=world.tokens[role])
+        assert r.status_code == 200, r.text
+        assert r.json() == {
+            "merchant_id": a,
+            "payable_fen": 1_280,
+            "paid_out_fen": 10_000,
+            "commission_fen": 720,
+        }
+    for role in ("clerk", "other_manager", "consumer"):
+        r = api.get(f"/api/v1/merchants/{a}/ledger/balance", as_=world.tokens[role])
+        assert r.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "accounts?limit=0",
+        "accounts?limit=101",
+        "accounts?cursor=-1",
+        "accounts?prefix=%25",
+        "transactions?kind=gift",
+        "transactions?cursor=1e9",
+        "transactions?merchant_id=99999999999999999999999",
+        "transactions?order_no=" + "x" * 41,
+        "transactions?order_no=%00",
+    ],
+)
+def test_bad_ledger_queries_are_a_422(api: Any, world: Any, query: str) -> None:
+    r = api.get(f"/api/v1/admin/ledger/{query}", as_=world.tokens["operator"])
+    assert r.status_code == 422, r.text

@@ -12,6 +12,7 @@ from sqlalchemy import inspect, select, update
 
 from o2o.catalog.models import Listing
 from o2o.errors import Conflict
+from o2o.orders.models import Order
 from o2o.reviews import service
 from o2o.reviews.models import Review
 from o2o.search.models import SearchDocument
@@ -276,3 +277,44 @@ def test_service_review_with_a_voucher_redeemed_directly(api: Any, world: Any, d
     with db.transaction() as session:
         created = service.create_review(session, world.consumer_id, no, rating=3)
         assert created.store_id == world.a.store_ids[1]
+
+
+# --- demo ----------------------------------------------------------------------------------------
+
+
+def test_demo_goods_orders_and_reviews_idempotent(db: Any) -> None:
+    from o2o import demo
+    from o2o.catalog import demo as catalog_demo
+    from o2o.reviews import demo as reviews_demo
+    from o2o.shipping import demo as shipping_demo
+    from o2o.shipping.models import AfterSalesRequest, Shipment, TrackingEvent
+
+    steps = [demo.load_accounts_and_merchants, catalog_demo.load_demo]
+    steps += [shipping_demo.load_demo, reviews_demo.load_demo]
+    for step in steps:
+        with db.transaction() as session:
+            step(session)
+    with db.transaction(readonly=True) as session:
+        statuses = sorted(session.scalars(select(Order.status).where(Order.kind == "goods")))
+        counts = (
+            len(session.scalars(select(Shipment.id)).all()),
+            len(session.scalars(select(TrackingEvent.id)).all()),
+            len(session.scalars(select(Review.id)).all()),
+        )
+        assert {"paid", "shipped", "completed"} <= set(statuses)
+        assert session.scalars(select(AfterSalesRequest.status)).all() == ["requested"]
+        assert counts[1] > counts[0] > 0 and counts[2] > 0
+        assert session.scalars(select(Review.id).where(Review.reply.is_not(None))).first()
+    for step in (shipping_demo.load_demo, reviews_demo.load_demo):
+        with db.transaction() as session:
+            assert step(session) == 0
+    with db.transaction(readonly=True) as session:
+        again = (
+            len(session.scalars(select(Shipment.id)).all()),
+            len(session.scalars(select(TrackingEvent.id)).all()),
+            len(session.scalars(select(Review.id)).all()),
+        )
+        assert again == counts
+        assert (
+            sorted(session.scalars(select(Order.status).where(Order.kind == "goods"))) == statuses
+        )

@@ -215,6 +215,15 @@ def test_title_match_ranks_above_a_merchant_name_match(db: Database, city: Catal
     assert page["items"][0]["score"] > page["items"][1]["score"] > 0
 
 
+def test_whole_words_in_the_title_rank_above_substrings(db: Database, city: Catalogue) -> None:
+    # 精致洗剪发套餐 cuts as 精致/洗/剪发/套餐; 男士精剪发型设计 as 精剪/发型设计: 剪发 only inside.
+    inside = city.listing("男士精剪发型设计", "名匠造型", "美发", ("科技园店",), sales=90_000)
+    word = city.listing("精致洗剪发套餐", "名匠造型", "美发", ("科技园店",), sales=0)
+    page = search(db, q="剪发")
+    assert ids(page) == [word, inside]
+    assert [int(i["score"]) for i in page["items"]] == [2, 1]
+
+
 def test_sales_break_ties_between_equal_text_matches(db: Database, city: Catalogue) -> None:
     quiet = city.listing("重庆火锅套餐", "蜀香居重庆老火锅", "火锅", ("海岸城店",), sales=0)
     popular = city.listing("重庆火锅套餐", "蜀香居重庆老火锅", "火锅", ("海岸城店",), sales=5000)
@@ -614,12 +623,18 @@ def test_bad_nearby_parameters_are_422(api: ApiClient, db: Database, query: str)
 def test_query_parsing() -> None:
     assert tokens.parse_query("南山 火锅") == tokens.parse_query("南山火锅")
     assert tokens.parse_query("！？。") == []
-    (group,) = tokens.parse_query("洗剪吹")
-    assert group == ((tokens.Term("洗剪吹"),), (tokens.Term("洗剪"), tokens.Term("剪吹")))
-    assert tokens.parse_query("iPhone") == [((tokens.Term("iphone", prefix=True),),)]
-    assert tokens.fts5_query(tokens.parse_query('a"b')) == '(("a"*)) AND (("b"*))'
+    (word,) = tokens.parse_query("洗剪吹")  # jieba: 洗/剪/吹, rejoined
+    assert word.substring == (tokens.Term("洗剪"), tokens.Term("剪吹"))
+    (word,) = tokens.parse_query("重庆火锅")  # a compound: its parts
+    assert word.substring == (tokens.Term("重庆"), tokens.Term("火锅"))
+    assert word.whole == (tokens.Term("重庆w"), tokens.Term("火锅w"))
+    (word,) = tokens.parse_query("iPhone")
+    assert word.substring == word.whole == (tokens.Term("iphone", prefix=True),)
+    assert tokens.fts5_query(tokens.parse_query('a"b')) == '"a"* AND "b"*'
+    assert tokens.tsquery(tokens.parse_query("南山 火锅 iphone")) == "南山 & 火锅 & iphone:*"
 
 
-def test_index_tokens_hold_characters_pairs_and_long_words() -> None:
-    got = set(tokens.index_tokens("南山区 iPhone15"))
-    assert {"南", "山", "区", "南山", "山区", "南山区", "iphone15"} <= got
+def test_index_tokens_hold_characters_pairs_and_marked_words() -> None:
+    got = set(tokens.index_tokens("南山区 iPhone15", words=True))
+    assert {"南", "山", "区", "南山", "山区", "iphone15", "南山w", "南山区w"} <= got
+    assert not any(t.endswith("w") for t in tokens.index_tokens("南山区"))

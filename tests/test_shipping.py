@@ -55,7 +55,13 @@ def order_row(db: Any, order_no: str) -> Order:
         (
             "SF",
             ["SF1234567890123", "SF123456789012", "123456789012", "sf 1234 5678 9012 3"],
-            ["SF12345", "1234567890123", "YT1234567890123"],
+            [
+                "SF12345",
+                "1234567890123",
+                "YT1234567890123",
+                "SF١٢٣٤٥٦٧٨٩٠١٢٣",
+                "１２３４５６７８９０１２",
+            ],
         ),
         (
             "ZTO",
@@ -109,6 +115,9 @@ def test_partial_shipments_then_the_order_is_shipped(api: Any, world: Any) -> No
     assert first.json()["order_status"] == "paid"  # one line still to go
     assert [line["line_id"] for line in first.json()["shipment"]["lines"]] == order.line_ids[:2]
     assert order_row(world.db, order.order_no).shipped_at is None
+    with world.db.transaction(readonly=True) as session:
+        row = order_row(world.db, order.order_no)
+        assert service.has_shipments(session, row.id)
 
     # no line_ids: the rest
     second = ship(

@@ -173,3 +173,43 @@ def ago(**kw: Any) -> datetime:
 
 def later(**kw: Any) -> datetime:
     return utcnow() + timedelta(**kw)
+
+
+def paid_order(db: Database, user_id: int, listing_id: int, quantity: int = 1) -> Bought:
+    """A service order checked out and paid through the services (no HTTP): for fixtures
+    such as the authorization rules. The payment is applied as a verified sandbox event."""
+    from o2o.config import Settings
+    from o2o.orders import service as orders
+    from o2o.payments import service as payments
+    from o2o.payments.models import PENDING
+    from o2o.payments.providers import EVENT_SUCCEEDED, PaymentEvent
+
+    settings = Settings(database_url="sqlite://", secret_key="k" * 40, demo=False)
+    with db.transaction() as session:
+        body = orders.checkout(
+            session,
+            settings,
+            user_id=user_id,
+            items=[orders.CartItem(listing_id, quantity)],
+        )
+    payment_no = body["payment"]["payment_no"]
+    with db.transaction() as session:
+        payment = payments.lock_payment(session, payment_no=payment_no)
+        assert payment is not None
+        payment.provider, payment.status, payment.started_at = "sandbox", PENDING, utcnow()
+        applied = payments.apply_payment_event(
+            session,
+            PaymentEvent("sandbox", payment_no, EVENT_SUCCEEDED, payment.amount_fen),
+        )
+        assert applied.result == "applied", applied
+    order_no = body["orders"][0]["order_no"]
+    with db.transaction(readonly=True) as session:
+        codes = list(
+            session.scalars(
+                select(Voucher.code)
+                .join(Order, Order.id == Voucher.order_id)
+                .where(Order.order_no == order_no)
+                .order_by(Voucher.id)
+            )
+        )
+    return Bought(order_no, payment_no, codes, body)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from o2o import __version__
+from o2o.channels.middleware import install as install_visit_recording
 from o2o.config import Settings, get_settings
 from o2o.db import Database
 from o2o.errors import install_error_handlers, problem_response
@@ -57,6 +58,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     install_error_handlers(app)
     for router in domain_routers():
         app.include_router(router)
+    # Visits through traffic channels (?ch= / X-Channel), written off the request path.
+    install_visit_recording(app, db)
     # Pages: session cookie, /static, HTML error pages (wraps the API's handlers, so after them).
     install_pages(app)
 

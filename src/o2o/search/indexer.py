@@ -96,10 +96,12 @@ def lat_band(lat: float) -> int:
     return math.floor(lat * 100)
 
 
-# Geo cells as tags, at three sizes (degrees; ~1.1 km, ~4.4 km, ~18 km at Shenzhen): a radius
-# query ORs the few cells of the size that covers its bounding box with at most MAX_CELLS.
-CELL_SIZES = (0.01, 0.04, 0.16)
-MAX_CELLS = 25
+# Geo cells as tags, at four sizes (degrees; ~1.1, 2.2, 4.4 and 18 km at Shenzhen): a radius
+# query ORs the cells of the finest size that covers its bounding box with at most MAX_CELLS
+# (a 3 km radius: ≤ 49 cells of 1.1 km). Finer cells mean fewer candidates to test exactly;
+# the number of cells ORed costs little next to the number of candidates.
+CELL_SIZES = (0.01, 0.02, 0.04, 0.16)
+MAX_CELLS = 49
 
 
 def cell_token(level: int, row: int, col: int) -> str:
@@ -140,7 +142,8 @@ def tag_tokens(category_id: int, kind: str, places: list[tuple[float, float]]) -
 
 
 class _Texts:
-    """Tokens of strings that repeat across documents (merchant, store, category names)."""
+    """Tokens of strings, once per string per re-index (merchant, store and category names
+    repeat across documents; so do many titles)."""
 
     def __init__(self, session: Session) -> None:
         self.cache: dict[str, list[str]] = {}
@@ -151,10 +154,11 @@ class _Texts:
             )
         }
 
-    def tokens(self, text: str) -> list[str]:
-        if text not in self.cache:
-            self.cache[text] = tok.index_tokens(text)
-        return self.cache[text]
+    def tokens(self, text: str, *, words: bool = False) -> list[str]:
+        key = ("w" if words else "-") + text
+        if key not in self.cache:
+            self.cache[key] = tok.index_tokens(text, words=words)
+        return self.cache[key]
 
     def category_path(self, category_id: int) -> list[str]:
         names, seen = [], set()
@@ -257,7 +261,7 @@ def _index_chunk(session: Session, chunk: Sequence[int], texts: _Texts) -> int:
                 "rating": round(rating, 2),
                 "rating_count": r.rating_count,
                 "popularity": liked,
-                "title_tokens": " ".join(tok.index_tokens(r.title)),
+                "title_tokens": " ".join(texts.tokens(r.title, words=True)),
                 "other_tokens": " ".join(other),
                 "tag_tokens": " ".join(
                     tag_tokens(r.category_id, r.kind, [(s.lat, s.lng) for s in places])

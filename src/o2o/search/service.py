@@ -14,12 +14,13 @@ How a listing search runs:
   survivors only, as a squared chord on the unit sphere (plain arithmetic, same order as
   haversine; see SearchLocation). Without keyword or filters the (lat_band, lng) index on
   search_locations finds the stores in the bounding box instead;
-- relevance: listings whose title alone matches every keyword come first, then the others;
-  within each tier, popularity (log of sales, rating), then the older listing — the order of
-  ``rank_key``, in which the index returns candidates, so a page reads ~a page of them however
-  broad the keyword. score = 1 for a title match + popularity (0 … 1). We measured FTS5's
-  bm25 at ~15 µs per matching row (150 ms for a keyword with 10,000 matches), which is why
-  the text part of relevance is the title tier and not bm25/ts_rank;
+- relevance: three text tiers — the title holds every query word as a (jieba) word; the
+  title contains them all; they match elsewhere (merchant, store, district, category) — and
+  within a tier popularity (log of sales, rating), then the older listing: the order of
+  ``rank_key``, in which the index returns candidates, so a page reads about a page of them
+  however broad the keyword. score = 2 / 1 / 0 by tier + popularity (0 … 1). We measured
+  FTS5's bm25 at ~15 µs per matching row (150 ms for a keyword with 10,000 matches), which is
+  why the text part of relevance is the tier and not bm25/ts_rank over every match;
 - distance: growing circles (0.5, 1.5, 5, 25 km, capped by radius_m) until a page is full;
 - pages: keyset cursors on (sort value, listing id), so following pages neither repeat nor
   skip results while the data stays the same.
@@ -138,6 +139,8 @@ _COLUMNS = (
 _CHORD2 = "((l.x - :px) * (l.x - :px) + (l.y - :py) * (l.y - :py) + (l.z - :pz) * (l.z - :pz))"
 _NEAREST = f"(SELECT MIN({_CHORD2}) FROM search_locations l WHERE l.listing_id = d.listing_id)"
 _WITHIN = f"EXISTS (SELECT 1 FROM search_locations l WHERE l.listing_id = d.listing_id AND {_CHORD2} <= :max_c2)"
+# Text tiers of relevance, best first (see _Query.match); score = 2, 1, 0 + popularity.
+TIERS = ("words", "title", "rest")
 # Relevance cursors carry (tier, rank_key) in one integer: rank_key < 2^61.
 _TIER_SHIFT = 61
 # sort → (column of the result row, descending?)
@@ -153,7 +156,7 @@ class _Query:
     """What a listing search asks for, ready to be turned into SQL for either database."""
 
     postgres: bool
-    groups: list[tok.Group]
+    words: list[tok.QueryWord]
     kind: str | None
     categories: list[int] | None
     place: Place | None
@@ -167,22 +170,22 @@ class _Query:
     @property
     def filtered(self) -> bool:
         """Keyword, category or kind: the inverted index picks the candidates."""
-        return bool(self.groups) or self.kind is not None or self.categories is not None
+        return bool(self.words) or self.kind is not None or self.categories is not None
 
     def match(
         self, params: dict[str, Any], *, tier: str = "all", radius_m: float | None = None
     ) -> tuple[str, list[str], str]:
         """(FROM clause, WHERE conditions, rank column) for the documents that match.
 
-        tier: "all" documents matching the keyword anywhere; "title" those whose title alone
-        matches it; "rest" all but those. ``radius_m`` adds the geo cells covering the circle
-        (a prefilter: the exact distance test comes on top).
+        tier (see TIERS): "words" — the title holds every query word as a jieba word;
+        "title" — the title contains them all, not all as words; "rest" — the other matches;
+        "all" — every match. ``radius_m`` adds the geo cells covering the circle (a prefilter:
+        the exact distance test comes on top).
         """
         cells = None
         if radius_m is not None and self.place is not None:
-            cells = indexer.cells_covering(
-                *geo.bounding_box(self.place.lat, self.place.lng, radius_m)
-            )
+            box = geo.bounding_box(self.place.lat, self.place.lng, radius_m)
+            cells = indexer.cells_covering(*box)
         tags: list[list[str]] = []  # AND of ORs
         if self.categories is not None:
             tags.append([indexer.category_token(c) for c in self.categories])
@@ -190,31 +193,48 @@ class _Query:
             tags.append([indexer.kind_token(self.kind)])
         if cells:
             tags.append(cells)
+        words = self.words
         if self.postgres:
             where = []
-            if self.groups:
-                params["kw"] = tok.tsquery(self.groups)
-                column = "fts_title" if tier == "title" else "fts_text"
-                where.append(f"d.{column} @@ to_tsquery('simple', :kw)")
-                if tier == "rest":
-                    where.append("NOT (d.fts_title @@ to_tsquery('simple', :kw))")
+            if words:
+                params["sub"] = tok.tsquery(words)
+                params["whole"] = tok.tsquery(words, whole=True)
+                where.extend(
+                    {
+                        "words": ["d.fts_title @@ to_tsquery('simple', :whole)"],
+                        "title": [
+                            "d.fts_title @@ to_tsquery('simple', :sub)",
+                            "NOT (d.fts_title @@ to_tsquery('simple', :whole))",
+                        ],
+                        "rest": [
+                            "d.fts_text @@ to_tsquery('simple', :sub)",
+                            "NOT (d.fts_title @@ to_tsquery('simple', :sub))",
+                        ],
+                        "all": ["d.fts_text @@ to_tsquery('simple', :sub)"],
+                    }[tier]
+                )
             if tags:
                 params["tags"] = " & ".join("(" + " | ".join(t) + ")" for t in tags)
                 where.append("d.fts_tags @@ to_tsquery('simple', :tags)")
             return "search_documents d", where, "d.rank_key"
-        parts = []
-        keyword = tok.fts5_query(self.groups) if self.groups else ""
-        if keyword:
-            columns = "title_tokens" if tier == "title" else "{title_tokens other_tokens}"
-            parts.append(f"{columns} : ({keyword})")
+        include, exclude = "", ""
+        if words:
+            sub, whole = tok.fts5_query(words), tok.fts5_query(words, whole=True)
+            include, exclude = {
+                "words": (f"title_tokens : ({whole})", ""),
+                "title": (f"title_tokens : ({sub})", f"title_tokens : ({whole})"),
+                "rest": (f"{{title_tokens other_tokens}} : ({sub})", f"title_tokens : ({sub})"),
+                "all": (f"{{title_tokens other_tokens}} : ({sub})", ""),
+            }[tier]
+        parts = [include] if include else []
         if tags:
             expr = " AND ".join("(" + " OR ".join(f'"{t}"' for t in group) + ")" for group in tags)
             parts.append(f"tag_tokens : ({expr})")
         if not parts:
             return "search_documents d", [], "d.rank_key"
         match = " AND ".join(f"({p})" for p in parts)
-        if tier == "rest" and keyword:
-            match = f"({match}) NOT (title_tokens : ({keyword}))"
+        if exclude:
+            match = f"({match}) NOT ({exclude})"
         params["match"] = match
         return (
             "search_fts JOIN search_documents d ON d.rank_key = search_fts.rowid",
@@ -223,16 +243,23 @@ class _Query:
         )
 
     def title_hit(self, params: dict[str, Any]) -> str:
-        """SQL for 1 when the title alone matches the keyword, else 0."""
-        if not self.groups:
+        """SQL for the text tier: 2 title holds the words, 1 title contains them, else 0."""
+        if not self.words:
             return "0"
         if self.postgres:
-            params["kw"] = tok.tsquery(self.groups)
-            return "CASE WHEN d.fts_title @@ to_tsquery('simple', :kw) THEN 1 ELSE 0 END"
-        params["title_match"] = "title_tokens : (" + tok.fts5_query(self.groups) + ")"
+            params["sub"] = tok.tsquery(self.words)
+            params["whole"] = tok.tsquery(self.words, whole=True)
+            return (
+                "CASE WHEN d.fts_title @@ to_tsquery('simple', :whole) THEN 2"
+                " WHEN d.fts_title @@ to_tsquery('simple', :sub) THEN 1 ELSE 0 END"
+            )
+        params["whole_match"] = "title_tokens : (" + tok.fts5_query(self.words, whole=True) + ")"
+        params["sub_match"] = "title_tokens : (" + tok.fts5_query(self.words) + ")"
         return (
             "CASE WHEN d.rank_key IN (SELECT rowid FROM search_fts"
-            " WHERE search_fts MATCH :title_match) THEN 1 ELSE 0 END"
+            " WHERE search_fts MATCH :whole_match) THEN 2"
+            " WHEN d.rank_key IN (SELECT rowid FROM search_fts"
+            " WHERE search_fts MATCH :sub_match) THEN 1 ELSE 0 END"
         )
 
 
@@ -266,12 +293,12 @@ def search(
         raise ValidationFailed("按距离排序需要提供位置（lat/lng）", field="sort")
     after = decode_cursor(cursor, sort) if cursor else None
 
-    groups = tok.parse_query(q) if q else []
-    if q and not groups:
+    words = tok.parse_query(q) if q else []
+    if q and not words:
         return {"items": [], "next_cursor": None}  # nothing searchable in the keyword
     query = _Query(
         postgres=session.get_bind().dialect.name == "postgresql",
-        groups=groups,
+        words=words,
         kind=kind,
         categories=category_and_descendants(session, category_id) if category_id else None,
         place=place,
@@ -327,7 +354,7 @@ def _by_relevance(
     The inverted index hands out candidates in rank_key order (FTS5 rowid order; PostgreSQL
     ``ORDER BY rank_key`` over the GIN matches), so only a page worth of them is read.
     """
-    tiers = ("title", "rest") if query.groups else ("all",)
+    tiers = TIERS if query.words else ("all",)
     after_tier, after_rank = (-1, 0)
     if after is not None:
         value = int(after[0])
@@ -348,7 +375,7 @@ def _by_relevance(
             where.append(f"{rank} < :after_rank")
             params["after_rank"] = after_rank
         params["limit"] = limit + 1 - len(rows)
-        hit = 1 if tier == "title" else 0
+        hit = {"words": 2, "title": 1}.get(tier, 0)
         sql = (
             f"SELECT {_COLUMNS}, {hit} AS title_hit, {index} AS tier FROM {source}"
             + (" WHERE " + " AND ".join(where) if where else "")
@@ -529,8 +556,8 @@ def nearby_stores(
     q, place = _check_common(q, lat, lng, radius_m, limit)
     assert place is not None
     after = decode_cursor(cursor, "distance") if cursor else None
-    groups = tok.parse_query(q) if q else []
-    if q and not groups:
+    words = tok.parse_query(q) if q else []
+    if q and not words:
         return {"items": [], "next_cursor": None}
     postgres = session.get_bind().dialect.name == "postgresql"
 
@@ -558,19 +585,19 @@ def nearby_stores(
             " WHERE l.store_id = s.id AND d.category_id IN :categories))"
         )
     listing_match = "0"
-    if groups:
+    if words:
         if postgres:
             matching = (
                 "SELECT listing_id FROM search_documents"
                 " WHERE fts_text @@ to_tsquery('simple', :tsq)"
             )
-            params["tsq"] = tok.tsquery(groups)
+            params["tsq"] = tok.tsquery(words)
         else:
             matching = (
                 "SELECT d.listing_id FROM search_fts JOIN search_documents d"
                 " ON d.rank_key = search_fts.rowid WHERE search_fts MATCH :match"
             )
-            params["match"] = "{title_tokens other_tokens} : (" + tok.fts5_query(groups) + ")"
+            params["match"] = "{title_tokens other_tokens} : (" + tok.fts5_query(words) + ")"
         listing_match = (
             "CASE WHEN EXISTS (SELECT 1 FROM search_locations l WHERE l.store_id = s.id"
             f" AND l.listing_id IN ({matching})) THEN 1 ELSE 0 END"
@@ -583,12 +610,12 @@ def nearby_stores(
     if expanding:
         stmt = stmt.bindparams(*(bindparam(name, expanding=True) for name in expanding))
 
-    words = tok.substring_words(groups)
+    texts = tok.substring_words(words)
     found = []
     for r in session.execute(stmt, params):
-        if words and not r.listing_match:
+        if texts and not r.listing_match:
             haystack = tok.normalize(f"{r.name} {r.merchant_name} {r.district} {r.address}")
-            if not all(w in haystack for w in words):
+            if not all(w in haystack for w in texts):
                 continue
         distance = geo.haversine_m(place.lat, place.lng, r.lat, r.lng)
         if distance > radius_m:

@@ -8,10 +8,12 @@ Why jieba *and* character n-grams:
   word boundary jieba chose, on both databases' inverted indexes (FTS5, GIN), without pg_trgm
   (whose trigrams cannot serve two-character Chinese words, the most common query length).
 - jieba cuts the *query* into words so `南山火锅` (typed without a space) means 南山 AND 火锅
-  instead of the contiguous string, and it rejoins runs of single characters it could not place
-  (洗/剪/吹 → `洗剪吹`, matched as a substring). Its longer words (≥ 3 characters, from
-  cut_for_search) are indexed as well and offered as an alternative for long query words, so a
-  document holding the whole word ranks above one that merely holds its bigrams.
+  instead of the contiguous string, splits compounds into dictionary parts (重庆火锅 → 重庆 +
+  火锅, finding 重庆老火锅) and rejoins runs of single characters it could not place (洗/剪/吹 →
+  `洗剪吹`, matched as a substring).
+- jieba cuts *titles* (cut_for_search) into words, indexed with a mark (`剪发w`): a title that
+  holds the query words as words ranks above one that merely contains them as substrings
+  (`精致洗剪发套餐` — 洗/剪发/套餐 — above `男士精剪发型设计` — 精剪/发型设计 — for 剪发).
 - Latin letters and digits (`iphone15`, `4`) stay whole and are matched as prefixes.
 
 Tokens contain only letters and digits (NFKC-normalised, lower case), so they are safe inside
@@ -81,8 +83,15 @@ def bigrams(han: str) -> list[str]:
     return [han[i : i + 2] for i in range(len(han) - 1)]
 
 
-def index_tokens(text: str) -> list[str]:
-    """The tokens a document holds for ``text`` (order is irrelevant: no phrase queries)."""
+# Marks a jieba word in the title ("剪发" + "w"). Never typed: query pieces are pure Han or
+# pure non-Han, so no query term can equal or prefix-match a marked word by accident.
+WORD_MARK = "w"
+
+
+def index_tokens(text: str, *, words: bool = False) -> list[str]:
+    """The tokens a document holds for ``text`` (order is irrelevant: no phrase queries):
+    characters and bigrams of Han runs, other runs whole, and with ``words`` the jieba words
+    of Han runs, marked."""
     text = normalize(text)
     tokens: list[str] = []
     for piece in _pieces(text):
@@ -91,9 +100,12 @@ def index_tokens(text: str) -> list[str]:
             tokens.extend(bigrams(piece))
         else:
             tokens.append(piece)
-    for word in jieba_module().cut_for_search(text):
-        if len(word) >= 3 and is_han(word):
-            tokens.append(word)
+    if words:
+        # No HMM guessing of unknown words (a third of jieba's time); the query side skips
+        # it too, so both cut the same way.
+        for word in jieba_module().cut_for_search(text, HMM=False):
+            if is_han(word):
+                tokens.append(word + WORD_MARK)
     return tokens
 
 
@@ -103,33 +115,45 @@ class Term:
     prefix: bool = False
 
 
-# A query is an AND of groups; a group is an OR of alternatives; an alternative an AND of terms.
-Alternative = tuple[Term, ...]
-Group = tuple[Alternative, ...]
+@dataclass(frozen=True)
+class QueryWord:
+    """One word of the query and the terms that find it.
+
+    ``substring``: all must be present for the word to occur anywhere as a substring (its
+    bigrams; or for a compound jieba can split, its parts' bigrams: 重庆火锅 → 重庆 + 火锅, so
+    it also finds 重庆老火锅). ``whole``: the same, as jieba words of a title.
+    """
+
+    text: str
+    substring: tuple[Term, ...]
+    whole: tuple[Term, ...]
 
 
-def _han_group(word: str) -> Group:
-    """A Han query word matches as a whole word, or as its parts: the shorter dictionary words
-    jieba finds inside it when they cover it (重庆火锅 → 重庆 + 火锅, so it also finds
-    重庆老火锅), else its bigrams (a substring test)."""
-    if len(word) <= 2:
-        return ((Term(word),),)
-    parts = [p for p in jieba_module().cut_for_search(word) if 2 <= len(p) < len(word)]
-    covered = set()
-    for part in parts:
-        start = word.find(part)
-        while start >= 0:
-            covered.update(range(start, start + len(part)))
-            start = word.find(part, start + 1)
-    pieces = parts if len(covered) == len(word) else [word]
-    looser = tuple(dict.fromkeys(Term(b) for p in pieces for b in bigrams(p)))
-    return ((Term(word),), looser)
+def _han_word(word: str) -> QueryWord:
+    parts = [word]
+    if len(word) > 2:
+        found = [
+            p for p in jieba_module().cut_for_search(word, HMM=False) if 2 <= len(p) < len(word)
+        ]
+        covered: set[int] = set()
+        for part in found:
+            start = word.find(part)
+            while start >= 0:
+                covered.update(range(start, start + len(part)))
+                start = word.find(part, start + 1)
+        if found and len(covered) == len(word):
+            parts = found
+    substring = tuple(
+        dict.fromkeys(Term(b) for p in parts for b in (bigrams(p) if len(p) > 1 else [p]))
+    )
+    whole = tuple(Term(p + WORD_MARK) for p in dict.fromkeys(parts))
+    return QueryWord(word, substring, whole)
 
 
-def parse_query(q: str) -> list[Group]:
-    """The groups every match must satisfy; [] when ``q`` has nothing searchable."""
-    groups: list[Group] = []
-    seen: set[Group] = set()
+def parse_query(q: str) -> list[QueryWord]:
+    """The words every match must contain (AND); [] when ``q`` has nothing searchable."""
+    result: list[QueryWord] = []
+    seen: set[str] = set()
     jieba = jieba_module()
     for piece in _pieces(normalize(q)):
         if not is_han(piece):
@@ -137,7 +161,7 @@ def parse_query(q: str) -> list[Group]:
         else:
             # Rejoin runs of single characters jieba could not place: 洗/剪/吹 → 洗剪吹.
             words, single = [], ""
-            for word in jieba.cut(piece):
+            for word in jieba.cut(piece, HMM=False):
                 if len(word) == 1:
                     single += word
                     continue
@@ -148,40 +172,34 @@ def parse_query(q: str) -> list[Group]:
             if single:
                 words.append(single)
         for word in words:
-            group = _han_group(word) if is_han(word) else ((Term(word, prefix=True),),)
-            if group not in seen:
-                seen.add(group)
-                groups.append(group)
-    return groups
+            if word in seen:
+                continue
+            seen.add(word)
+            if is_han(word):
+                result.append(_han_word(word))
+            else:
+                term = (Term(word, prefix=True),)
+                result.append(QueryWord(word, term, term))
+    return result
 
 
-def fts5_query(groups: list[Group], *, column: str | None = None) -> str:
-    """SQLite FTS5 MATCH expression (restricted to one column if given)."""
+def _terms(words: list[QueryWord], whole: bool) -> list[Term]:
+    return list(dict.fromkeys(t for w in words for t in (w.whole if whole else w.substring)))
 
-    def term(t: Term) -> str:
-        return '"' + t.token.replace('"', '""') + '"' + ("*" if t.prefix else "")
 
-    def alternative(a: Alternative) -> str:
-        return " AND ".join(term(t) for t in a)
-
-    expr = " AND ".join(
-        "(" + " OR ".join("(" + alternative(a) + ")" for a in g) + ")" for g in groups
+def fts5_query(words: list[QueryWord], *, whole: bool = False) -> str:
+    """SQLite FTS5 MATCH expression: every term (AND)."""
+    return " AND ".join(
+        '"' + t.token.replace('"', '""') + '"' + ("*" if t.prefix else "")
+        for t in _terms(words, whole)
     )
-    return f"{column} : ({expr})" if column else expr
 
 
-def tsquery(groups: list[Group]) -> str:
-    """PostgreSQL tsquery text for ``to_tsquery('simple', …)``."""
-
-    def term(t: Term) -> str:
-        return t.token + (":*" if t.prefix else "")
-
-    def alternative(a: Alternative) -> str:
-        return " & ".join(term(t) for t in a)
-
-    return " & ".join("(" + " | ".join("(" + alternative(a) + ")" for a in g) + ")" for g in groups)
+def tsquery(words: list[QueryWord], *, whole: bool = False) -> str:
+    """PostgreSQL tsquery text for ``to_tsquery('simple', …)``: every term (AND)."""
+    return " & ".join(t.token + (":*" if t.prefix else "") for t in _terms(words, whole))
 
 
-def substring_words(groups: list[Group]) -> list[str]:
-    """One representative string per group, for plain substring checks (e.g. store names)."""
-    return [g[0][0].token for g in groups]
+def substring_words(words: list[QueryWord]) -> list[str]:
+    """The query words, for plain substring checks (e.g. store names)."""
+    return [w.text for w in words]

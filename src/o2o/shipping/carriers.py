@@ -64,20 +64,23 @@ CARRIERS: dict[str, Carrier] = {
     c.code: c
     for c in (
         Carrier(
-            "SF", "顺丰速运", re.compile(r"SF\d{12,13}|\d{12}"), "SF 加 12–13 位数字，或 12 位数字"
+            "SF",
+            "顺丰速运",
+            re.compile(r"SF[0-9]{12,13}|[0-9]{12}"),
+            "SF 加 12–13 位数字，或 12 位数字",
         ),
-        Carrier("ZTO", "中通快递", re.compile(r"[2-7]\d{11,14}"), "12–15 位数字"),
-        Carrier("YTO", "圆通速递", re.compile(r"YT\d{13}"), "YT 加 13 位数字"),
-        Carrier("YD", "韵达快递", re.compile(r"\d{13}|\d{15}"), "13 或 15 位数字"),
+        Carrier("ZTO", "中通快递", re.compile(r"[2-7][0-9]{11,14}"), "12–15 位数字"),
+        Carrier("YTO", "圆通速递", re.compile(r"YT[0-9]{13}"), "YT 加 13 位数字"),
+        Carrier("YD", "韵达快递", re.compile(r"[0-9]{13}|[0-9]{15}"), "13 或 15 位数字"),
         Carrier("JD", "京东物流", re.compile(r"JD[0-9A-Z]{12,15}"), "JD 加 12–15 位字母或数字"),
         Carrier(
             "EMS",
             "中国邮政EMS",
-            re.compile(r"[A-Z]{2}\d{9}[A-Z]{2}|\d{13}"),
+            re.compile(r"[A-Z]{2}[0-9]{9}[A-Z]{2}|[0-9]{13}"),
             "如 EA123456789CN，或 13 位数字",
         ),
-        Carrier("STO", "申通快递", re.compile(r"\d{12,13}"), "12–13 位数字"),
-        Carrier("JTSD", "极兔速递", re.compile(r"JT\d{13}"), "JT 加 13 位数字"),
+        Carrier("STO", "申通快递", re.compile(r"[0-9]{12,13}"), "12–13 位数字"),
+        Carrier("JTSD", "极兔速递", re.compile(r"JT[0-9]{13}"), "JT 加 13 位数字"),
         Carrier("DBL", "德邦快递"),
     )
 }
@@ -129,7 +132,7 @@ def verify(
     signature = lowered.get(SIGNATURE_HEADER, "").strip().lower()
     if not signature or not timestamp:
         raise Unauthorized("缺少物流通知签名", code="signature_missing")
-    if not re.fullmatch(r"\d{1,12}", timestamp):
+    if not re.fullmatch(r"[0-9]{1,12}", timestamp):
         raise Unauthorized("物流通知时间戳无效", code="timestamp_invalid")
     if abs(now - int(timestamp)) > FRESHNESS_SECONDS:
         raise Unauthorized("物流通知已过期", code="timestamp_stale")

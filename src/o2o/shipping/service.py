@@ -62,6 +62,14 @@ def merchant_goods_order(session: Session, actor: Actor, merchant_id: int, order
     return order
 
 
+def has_shipments(session: Session, order_id: int) -> bool:
+    """Whether any parcel of the order has left (a partly shipped order is still ``paid``)."""
+    return (
+        session.scalar(select(ShipmentLine.id).where(ShipmentLine.order_id == order_id).limit(1))
+        is not None
+    )
+
+
 def _shipped_line_ids(session: Session, order_id: int) -> set[int]:
     return set(
         session.scalars(select(ShipmentLine.order_line_id).where(ShipmentLine.order_id == order_id))

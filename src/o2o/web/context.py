@@ -37,17 +37,14 @@ from o2o.web.csrf import verify_csrf
 from o2o.web.session import PageSession, page_session
 from o2o.web.templating import templates
 
-# A page form never needs more; larger bodies get a 413 page before any parsing.
-PAGE_MAX_BODY = 512 * 1024
-
 
 def page_router(**kwargs: Any) -> APIRouter:
-    """A router for pages: out of the OpenAPI schema, HTML by default, CSRF-checked."""
+    """A router for pages: out of the OpenAPI schema, HTML by default, CSRF-checked (bodies are
+    limited to PAGE_MAX_BODY by the session middleware)."""
     return APIRouter(
         include_in_schema=False,
         default_response_class=HTMLResponse,
         dependencies=[Depends(verify_csrf)],
-        max_body_size=PAGE_MAX_BODY,
         **kwargs,
     )
 

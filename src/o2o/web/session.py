@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,6 +28,8 @@ SESSION_COOKIE = "o2o_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
 REFRESH_AFTER = 24 * 3600
 _KEY_PURPOSE = b"o2o.web.session.v1"
+# A page form never needs more; a larger body gets the 413 page (in Chinese) before parsing.
+PAGE_MAX_BODY = 512 * 1024
 
 # Paths that are not pages: the API, its docs, health checks and static files.
 NON_PAGE_PREFIXES = ("/api/", "/static/")
@@ -171,6 +174,26 @@ def page_session(conn: HTTPConnection) -> PageSession:
     return session
 
 
+def _limit_body(scope: Scope, receive: Receive, limit: int) -> Receive:
+    """Refuse a body over ``limit`` bytes (declared or streamed) with a 413 that the page error
+    handlers render; raised from ``receive`` so it travels through the app's exception handling."""
+    declared = HTTPConnection(scope).headers.get("content-length", "")
+    total = 0
+
+    async def limited() -> Message:
+        nonlocal total
+        if declared.isdigit() and int(declared) > limit:
+            raise HTTPException(413)
+        message = await receive()
+        if message["type"] == "http.request":
+            total += len(message.get("body", b""))
+            if total > limit:
+                raise HTTPException(413)
+        return message
+
+    return limited
+
+
 class PageSessionMiddleware:
     """Loads the signed cookie into ``scope["session"]`` for page paths and saves it back."""
 
@@ -188,6 +211,8 @@ class PageSessionMiddleware:
         data = decode_session(self.key, raw) if raw else None
         session = PageSession(data)
         scope["session"] = session
+        if scope.get("method") not in ("GET", "HEAD", "OPTIONS"):
+            receive = _limit_body(scope, receive, PAGE_MAX_BODY)
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -143,9 +143,14 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("listing_id", "store_id", name=op.f("pk_search_locations")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("search_locations", schema=None) as batch_op:
-        batch_op.create_index("ix_search_locations_band_lng", ["lat_band", "lng"], unique=False)
+        batch_op.create_index(
+            "ix_search_locations_band_lng",
+            ["lat_band", "lng", "lat", "x", "y", "z", "listing_id"],
+            unique=False,
+        )
         batch_op.create_index(
             batch_op.f("ix_search_locations_store_id"), ["store_id"], unique=False
         )

@@ -1,0 +1,45 @@
+"""Authorization rules for payment, notification, sandbox cashier and refund-console routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.checkout_support import failed_refund, order_for, signed_success, started_payment
+
+OWNER_ONLY = {"consumer"}
+
+
+def _notification(w: Any) -> dict[str, Any]:
+    _order_no, payment_no = started_payment(w.db, w)
+    return signed_success(payment_no, w.db)
+
+
+def rules(Rule, EVERYONE, SIGNED_IN, A_MANAGERS, OPERATOR, a_params) -> dict:
+    return {
+        ("POST", "/api/v1/payments/{payment_no}/pay"): Rule(
+            OWNER_ONLY,
+            lambda w: {"payment_no": order_for(w.db, w)[1]},
+            body=lambda w: {"provider": "sandbox"},
+        ),
+        ("GET", "/api/v1/payments/{payment_no}"): Rule(
+            OWNER_ONLY, lambda w: {"payment_no": order_for(w.db, w)[1]}
+        ),
+        # Providers are not users: the signature decides, for anyone who delivers it.
+        ("POST", "/api/v1/payments/notify/{provider}"): Rule(
+            EVERYONE, lambda w: {"provider": "sandbox"}, body=_notification
+        ),
+        # The sandbox cashier stands in for WeChat Pay's own page: no login (turned off in
+        # production with O2O_SANDBOX_PAYMENTS=false).
+        ("GET", "/sandbox/cashier/{payment_no}"): Rule(
+            EVERYONE, lambda w: {"payment_no": started_payment(w.db, w)[1]}
+        ),
+        ("POST", "/sandbox/cashier/{payment_no}"): Rule(
+            EVERYONE,
+            lambda w: {"payment_no": started_payment(w.db, w)[1]},
+            body=lambda w: {"result": "success"},
+        ),
+        ("GET", "/api/v1/admin/refunds"): Rule(OPERATOR, query="?status=processing"),
+        ("POST", "/api/v1/admin/refunds/{refund_no}/retry"): Rule(
+            OPERATOR, lambda w: {"refund_no": failed_refund(w.db, w)}
+        ),
+    }
