@@ -23,26 +23,17 @@ What it does, per database (fresh, migrated):
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
-import secrets
-import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from o2o import migrate
 from o2o.money import split_proportionally
-from o2o.timeutil import CHINA_TZ
 
 CHUNK = 50_000
 TOPS: list[tuple[str, int, float]] = [
@@ -95,9 +86,7 @@ class SqliteWriter:
 
     def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         marks = ", ".join("?" * len(columns))
-        self.conn.executemany(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
-        )
+        self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     def finish(self) -> None:
         self.conn.execute("COMMIT")
@@ -148,7 +137,9 @@ def _weights(n: int, rng: random.Random, alpha: float = 1.2) -> list[float]:
 def load(url: str, *, orders: int, visits: int, merchants: int, channels: int, seed: int) -> dict:
     """Fill a migrated database; returns what the timing runs need."""
     rng = random.Random(seed)
-    writer: SqliteWriter | PgWriter = SqliteWriter(url) if url.startswith("sqlite") else PgWriter(url)
+    writer: SqliteWriter | PgWriter = (
+        SqliteWriter(url) if url.startswith("sqlite") else PgWriter(url)
+    )
     ts = writer.ts
     now = time.time()
     start = now - 365 * DAY
@@ -179,21 +170,63 @@ def load(url: str, *, orders: int, visits: int, merchants: int, channels: int, s
     merchant_top = [rng.randrange(len(TOPS)) for _ in range(merchants)]
     writer.write(
         "merchants",
-        ("id", "name", "contact_phone", "license_no", "category_id", "description", "status",
-         "status_reason", "created_at"),
+        (
+            "id",
+            "name",
+            "contact_phone",
+            "license_no",
+            "category_id",
+            "description",
+            "status",
+            "status_reason",
+            "created_at",
+        ),
         [
-            (m + 1, f"商户{m + 1}", "13700000000", f"9144{m:010d}", leaves[merchant_top[m]][0][0],
-             "", "approved", "", created)
+            (
+                m + 1,
+                f"商户{m + 1}",
+                "13700000000",
+                f"9144{m:010d}",
+                leaves[merchant_top[m]][0][0],
+                "",
+                "approved",
+                "",
+                created,
+            )
             for m in range(merchants)
         ],
     )
     writer.write(
         "stores",
-        ("id", "merchant_id", "name", "address", "city", "district", "lat", "lng", "phone",
-         "opening_hours", "is_active", "created_at"),
+        (
+            "id",
+            "merchant_id",
+            "name",
+            "address",
+            "city",
+            "district",
+            "lat",
+            "lng",
+            "phone",
+            "opening_hours",
+            "is_active",
+            "created_at",
+        ),
         [
-            (m + 1, m + 1, f"门店{m + 1}", "深南大道1号", "深圳市", "南山区", 22.5, 113.9, "", "",
-             True, created)
+            (
+                m + 1,
+                m + 1,
+                f"门店{m + 1}",
+                "深南大道1号",
+                "深圳市",
+                "南山区",
+                22.5,
+                113.9,
+                "",
+                "",
+                True,
+                created,
+            )
             for m in range(merchants)
         ],
     )
@@ -209,20 +242,58 @@ def load(url: str, *, orders: int, visits: int, merchants: int, channels: int, s
             lid += 1
             leaf, bp = rng.choice(leaves[top])
             kind = "service" if rng.random() < share else "goods"
-            price = rng.randrange(2_000, 30_000) if kind == "service" else rng.randrange(990, 80_000)
+            price = (
+                rng.randrange(2_000, 30_000) if kind == "service" else rng.randrange(990, 80_000)
+            )
             fee = 0 if kind == "service" or rng.random() < 0.6 else rng.choice((600, 800, 1200))
             mine[kind].append((lid, price, fee, bp))
             listing_rows.append(
-                (lid, m + 1, kind, f"商品{lid}", "", leaf, "[]", "published", price, price, fee,
-                 True, True, False, 0, 0, 0, created, created)
+                (
+                    lid,
+                    m + 1,
+                    kind,
+                    f"商品{lid}",
+                    "",
+                    leaf,
+                    "[]",
+                    "published",
+                    price,
+                    price,
+                    fee,
+                    True,
+                    True,
+                    False,
+                    0,
+                    0,
+                    0,
+                    created,
+                    created,
+                )
             )
         by_merchant[m + 1] = mine
     writer.write(
         "listings",
-        ("id", "merchant_id", "kind", "title", "description", "category_id", "images", "status",
-         "price_fen", "original_price_fen", "shipping_fee_fen", "refund_anytime",
-         "auto_refund_on_expiry", "requires_slot", "sales_count", "rating_sum", "rating_count",
-         "created_at", "updated_at"),
+        (
+            "id",
+            "merchant_id",
+            "kind",
+            "title",
+            "description",
+            "category_id",
+            "images",
+            "status",
+            "price_fen",
+            "original_price_fen",
+            "shipping_fee_fen",
+            "refund_anytime",
+            "auto_refund_on_expiry",
+            "requires_slot",
+            "sales_count",
+            "rating_sum",
+            "rating_count",
+            "created_at",
+            "updated_at",
+        ),
         listing_rows,
     )
 
@@ -231,8 +302,15 @@ def load(url: str, *, orders: int, visits: int, merchants: int, channels: int, s
         "channels",
         ("id", "code", "name", "kind", "is_active", "created_at", "updated_at"),
         [
-            (c + 1, code, f"渠道{c + 1}", CHANNEL_KINDS[c % len(CHANNEL_KINDS)], True, created,
-             created)
+            (
+                c + 1,
+                code,
+                f"渠道{c + 1}",
+                CHANNEL_KINDS[c % len(CHANNEL_KINDS)],
+                True,
+                created,
+                created,
+            )
             for c, code in enumerate(codes)
         ],
     )
@@ -252,8 +330,9 @@ def load(url: str, *, orders: int, visits: int, merchants: int, channels: int, s
         for at, ch in zip(times, picks, strict=True):
             vid += 1
             rows.append((vid, ch, f"vis{rng.randrange(pool):09d}", None, "/", ts(at)))
-        writer.write("visits", ("id", "channel_id", "visitor_id", "user_id", "path", "created_at"),
-                     rows)
+        writer.write(
+            "visits", ("id", "channel_id", "visitor_id", "user_id", "path", "created_at"), rows
+        )
 
     merchant_weights = _weights(merchants, rng)
     merchant_ids = list(range(1, merchants + 1))
@@ -270,9 +349,14 @@ def load(url: str, *, orders: int, visits: int, merchants: int, channels: int, s
             oid += 1
             user = rng.randrange(2, users + 1)
             mine = by_merchant[m]
-            kind = "service" if mine["service"] and (
-                not mine["goods"] or rng.random() < len(mine["service"]) / LISTINGS_PER_MERCHANT
-            ) else "goods"
+            kind = (
+                "service"
+                if mine["service"]
+                and (
+                    not mine["goods"] or rng.random() < len(mine["service"]) / LISTINGS_PER_MERCHANT
+                )
+                else "goods"
+            )
             chosen = [rng.choice(mine[kind])]
             if rng.random() < 0.2 and len(mine[kind]) > 1:
                 other = rng.choice(mine[kind])
@@ -282,8 +366,10 @@ def load(url: str, *, orders: int, visits: int, merchants: int, channels: int, s
             my_lines = []  # [line id, listing, qty, amount, bp, refunded]
             for listing, price, _fee, bp in chosen:
                 line_id += 1
-                qty = rng.choices((1, 2, 3), (70, 20, 10))[0] if kind == "service" else (
-                    rng.choices((1, 2), (85, 15))[0]
+                qty = (
+                    rng.choices((1, 2, 3), (70, 20, 10))[0]
+                    if kind == "service"
+                    else (rng.choices((1, 2), (85, 15))[0])
                 )
                 my_lines.append([line_id, listing, qty, price * qty, bp, 0, price])
             items = sum(x[3] for x in my_lines)
@@ -326,11 +412,29 @@ def load(url: str, *, orders: int, visits: int, merchants: int, channels: int, s
                         if redeemed:
                             last_at = max(last_at, redeemed)
                         vouchers.append(
-                            (voucher_id, code, oid, x[0], unit, x[1], m, user, "[]", True, True,
-                             amount, ts(paid_at), ts(valid_until), state,
-                             ts(redeemed) if redeemed else None, m if redeemed else None,
-                             ts(vref) if vref else None, ts(expired) if expired else None,
-                             ts(paid_at), ts(paid_at))
+                            (
+                                voucher_id,
+                                code,
+                                oid,
+                                x[0],
+                                unit,
+                                x[1],
+                                m,
+                                user,
+                                "[]",
+                                True,
+                                True,
+                                amount,
+                                ts(paid_at),
+                                ts(valid_until),
+                                state,
+                                ts(redeemed) if redeemed else None,
+                                m if redeemed else None,
+                                ts(vref) if vref else None,
+                                ts(expired) if expired else None,
+                                ts(paid_at),
+                                ts(paid_at),
+                            )
                         )
                 if refunded_units:
                     per_line: dict[int, int] = {}
@@ -339,8 +443,12 @@ def load(url: str, *, orders: int, visits: int, merchants: int, channels: int, s
                     total = sum(per_line.values())
                     refunded = total
                     refund_parts.append(
-                        (last_at, total, [{"line_id": a, "amount_fen": b} for a, b in per_line.items()],
-                         [c for _a, _b, c in refunded_units])
+                        (
+                            last_at,
+                            total,
+                            [{"line_id": a, "amount_fen": b} for a, b in per_line.items()],
+                            [c for _a, _b, c in refunded_units],
+                        )
                     )
                 if all(s == "refunded" for s in states):
                     status, refunded_at = "refunded", last_at
@@ -355,8 +463,12 @@ def load(url: str, *, orders: int, visits: int, merchants: int, channels: int, s
                             x[5] = x[3]
                         refunded = payable
                         refund_parts.append(
-                            (when, payable, [{"line_id": x[0], "amount_fen": x[3]} for x in my_lines],
-                             [])
+                            (
+                                when,
+                                payable,
+                                [{"line_id": x[0], "amount_fen": x[3]} for x in my_lines],
+                                [],
+                            )
                         )
                         status, refunded_at = "refunded", when
                 elif r < 0.88:
@@ -377,65 +489,203 @@ def load(url: str, *, orders: int, visits: int, merchants: int, channels: int, s
             for when, amount, parts, vcodes in refund_parts:
                 refund_id += 1
                 refunds.append(
-                    (refund_id, f"R{refund_id:015d}", oid, oid, "sandbox", amount,
-                     _json(parts), _json(vcodes), "", "consumer", "succeeded", 1, "", "",
-                     ts(when), ts(when), ts(when), ts(when), ts(when))
+                    (
+                        refund_id,
+                        f"R{refund_id:015d}",
+                        oid,
+                        oid,
+                        "sandbox",
+                        amount,
+                        _json(parts),
+                        _json(vcodes),
+                        "",
+                        "consumer",
+                        "succeeded",
+                        1,
+                        "",
+                        "",
+                        ts(when),
+                        ts(when),
+                        ts(when),
+                        ts(when),
+                        ts(when),
+                    )
                 )
             stamp = ts(at)
             checkouts.append((oid, f"C{oid:015d}", user, payable, channel, stamp))
             payments.append(
-                (oid, f"P{oid:015d}", oid, user, payable, "CNY",
-                 "succeeded" if paid else "closed", "sandbox" if paid else None, "", "", "", "",
-                 ts(at + 900), stamp, stamp, ts(paid_at) if paid else None,
-                 None if paid else ts(at + 900))
+                (
+                    oid,
+                    f"P{oid:015d}",
+                    oid,
+                    user,
+                    payable,
+                    "CNY",
+                    "succeeded" if paid else "closed",
+                    "sandbox" if paid else None,
+                    "",
+                    "",
+                    "",
+                    "",
+                    ts(at + 900),
+                    stamp,
+                    stamp,
+                    ts(paid_at) if paid else None,
+                    None if paid else ts(at + 900),
+                )
             )
             order_rows.append(
-                (oid, f"O{oid:015d}", oid, oid, user, m, kind, status, items, shipping, 0, payable,
-                 refunded, "", channel, "" if paid else "payment_timeout", stamp, stamp,
-                 ts(paid_at) if paid else None, None if paid else ts(at + 900),
-                 ts(shipped_at) if shipped_at else None, ts(completed_at) if completed_at else None,
-                 ts(refunded_at) if refunded_at else None)
+                (
+                    oid,
+                    f"O{oid:015d}",
+                    oid,
+                    oid,
+                    user,
+                    m,
+                    kind,
+                    status,
+                    items,
+                    shipping,
+                    0,
+                    payable,
+                    refunded,
+                    "",
+                    channel,
+                    "" if paid else "payment_timeout",
+                    stamp,
+                    stamp,
+                    ts(paid_at) if paid else None,
+                    None if paid else ts(at + 900),
+                    ts(shipped_at) if shipped_at else None,
+                    ts(completed_at) if completed_at else None,
+                    ts(refunded_at) if refunded_at else None,
+                )
             )
             for x in my_lines:
                 lines.append((x[0], oid, x[1], f"商品{x[1]}", "", x[6], x[2], x[3], x[4], x[5]))
-        writer.write("checkouts",
-                     ("id", "checkout_no", "user_id", "total_fen", "channel", "created_at"),
-                     checkouts)
+        writer.write(
+            "checkouts",
+            ("id", "checkout_no", "user_id", "total_fen", "channel", "created_at"),
+            checkouts,
+        )
         writer.write(
             "payments",
-            ("id", "payment_no", "checkout_id", "user_id", "amount_fen", "currency", "status",
-             "provider", "provider_txn_id", "resolution", "close_reason", "failure_reason",
-             "expires_at", "created_at", "updated_at", "paid_at", "closed_at"),
+            (
+                "id",
+                "payment_no",
+                "checkout_id",
+                "user_id",
+                "amount_fen",
+                "currency",
+                "status",
+                "provider",
+                "provider_txn_id",
+                "resolution",
+                "close_reason",
+                "failure_reason",
+                "expires_at",
+                "created_at",
+                "updated_at",
+                "paid_at",
+                "closed_at",
+            ),
             payments,
         )
         writer.write(
             "orders",
-            ("id", "order_no", "checkout_id", "payment_id", "user_id", "merchant_id", "kind",
-             "status", "items_fen", "shipping_fee_fen", "discount_fen", "payable_fen",
-             "refunded_fen", "note", "channel", "cancel_reason", "created_at", "updated_at",
-             "paid_at", "cancelled_at", "shipped_at", "completed_at", "refunded_at"),
+            (
+                "id",
+                "order_no",
+                "checkout_id",
+                "payment_id",
+                "user_id",
+                "merchant_id",
+                "kind",
+                "status",
+                "items_fen",
+                "shipping_fee_fen",
+                "discount_fen",
+                "payable_fen",
+                "refunded_fen",
+                "note",
+                "channel",
+                "cancel_reason",
+                "created_at",
+                "updated_at",
+                "paid_at",
+                "cancelled_at",
+                "shipped_at",
+                "completed_at",
+                "refunded_at",
+            ),
             order_rows,
         )
         writer.write(
             "order_lines",
-            ("id", "order_id", "listing_id", "title", "sku_name", "unit_price_fen", "quantity",
-             "amount_fen", "commission_bp", "refunded_fen"),
+            (
+                "id",
+                "order_id",
+                "listing_id",
+                "title",
+                "sku_name",
+                "unit_price_fen",
+                "quantity",
+                "amount_fen",
+                "commission_bp",
+                "refunded_fen",
+            ),
             lines,
         )
         writer.write(
             "vouchers",
-            ("id", "code", "order_id", "order_line_id", "unit_no", "listing_id", "merchant_id",
-             "user_id", "store_ids", "refund_anytime", "auto_refund_on_expiry", "amount_fen",
-             "valid_from", "valid_until", "status", "redeemed_at", "redeemed_store_id",
-             "refunded_at", "expired_at", "created_at", "updated_at"),
+            (
+                "id",
+                "code",
+                "order_id",
+                "order_line_id",
+                "unit_no",
+                "listing_id",
+                "merchant_id",
+                "user_id",
+                "store_ids",
+                "refund_anytime",
+                "auto_refund_on_expiry",
+                "amount_fen",
+                "valid_from",
+                "valid_until",
+                "status",
+                "redeemed_at",
+                "redeemed_store_id",
+                "refunded_at",
+                "expired_at",
+                "created_at",
+                "updated_at",
+            ),
             vouchers,
         )
         writer.write(
             "refunds",
-            ("id", "refund_no", "order_id", "payment_id", "provider", "amount_fen", "lines",
-             "voucher_codes", "reason", "initiator", "status", "attempts", "last_error",
-             "provider_refund_id", "next_attempt_at", "created_at", "updated_at", "accepted_at",
-             "succeeded_at"),
+            (
+                "id",
+                "refund_no",
+                "order_id",
+                "payment_id",
+                "provider",
+                "amount_fen",
+                "lines",
+                "voucher_codes",
+                "reason",
+                "initiator",
+                "status",
+                "attempts",
+                "last_error",
+                "provider_refund_id",
+                "next_attempt_at",
+                "created_at",
+                "updated_at",
+                "accepted_at",
+                "succeeded_at",
+            ),
             refunds,
         )
         print(f"  … {oid:,} orders", end="\r", flush=True)

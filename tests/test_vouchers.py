@@ -460,3 +460,30 @@ def test_voucher_table_refuses_unknown_statuses(world: Any, db: Any, api: Any) -
         session.execute(
             Voucher.__table__.update().where(Voucher.code == bought.codes[0]).values(status="lost")
         )
+
+
+def test_demo_has_vouchers_in_every_state(db: Any) -> None:
+    from sqlalchemy import func
+
+    from o2o import demo
+
+    demo.load(db)
+    demo.load(db)  # idempotent
+    with db.transaction(readonly=True) as session:
+        by_status = dict(
+            session.execute(select(Voucher.status, func.count()).group_by(Voucher.status))
+            .tuples()
+            .all()
+        )
+        demo_orders = dict(
+            session.execute(
+                select(Order.status, func.count())
+                .where(Order.note == "演示订单")
+                .group_by(Order.status)
+            )
+            .tuples()
+            .all()
+        )
+    assert {UNUSED, REDEEMED, REFUNDED, EXPIRED} <= set(by_status), by_status
+    assert by_status[REDEEMED] == 2 and by_status[EXPIRED] == 1 and by_status[REFUNDED] == 1
+    assert demo_orders.get("completed") == 1, demo_orders

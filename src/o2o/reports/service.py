@@ -70,6 +70,7 @@ refunded_fen``), ``commission_fen`` on it (as above) and ``net_fen`` = earned �
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -80,13 +81,10 @@ from sqlalchemy import (
     Integer,
     and_,
     case,
-    cast,
-    distinct,
     func,
     literal,
-    null,
+    or_,
     select,
-    union_all,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
@@ -188,7 +186,7 @@ def _div_round(numerator: int, denominator: int) -> int:
 def _commission(amount: Any, bp: Any) -> ColumnElement[int]:
     """``o2o.money.apply_rate`` in SQL: (amount · bp + 5000) / 10000, integer division (both
     databases truncate integer division; the operands are never negative)."""
-    return (amount * bp + BASIS_POINTS // 2) / BASIS_POINTS
+    return (amount * bp + BASIS_POINTS // 2) // BASIS_POINTS
 
 
 def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -315,16 +313,21 @@ def channels_report(session: Session, window: Window) -> ChannelsReport:
     rows: list[ChannelRow] = []
     for channel in channels:
         rows.append(
-            _channel_row(channel.code, channel.name, channel.kind, counts.pop(channel.code, None)
-                         or _ChannelCounts())
+            _channel_row(
+                channel.code,
+                channel.name,
+                channel.kind,
+                counts.pop(channel.code, None) or _ChannelCounts(),
+            )
         )
     direct = counts.pop(DIRECT, _ChannelCounts())
     # Codes no channel has (e.g. typed by hand at checkout): shown as they are, never dropped.
     for code in sorted(counts):
         rows.append(_channel_row(code, f"未登记渠道 {code}", "", counts[code]))
     rows.append(_channel_row(DIRECT, DIRECT_NAME, "", direct))
-    return ChannelsReport(**window_fields(window), generated_at=utcnow(), rows=rows,
-                          total=_sum_rows(rows))
+    return ChannelsReport(
+        **window_fields(window), generated_at=utcnow(), rows=rows, total=_sum_rows(rows)
+    )
 
 
 def _sum_rows(rows: Sequence[ChannelRow]) -> ChannelRow:
@@ -350,3 +353,597 @@ def _sum_rows(rows: Sequence[ChannelRow]) -> ChannelRow:
 
 def window_fields(window: Window) -> dict[str, Any]:
     return {"from_date": window.first, "to_date": window.last, "timezone": "Asia/Shanghai"}
+
+
+# --- models: O2O vs e-commerce ------------------------------------------------------------------
+
+
+@dataclass
+class _ModelCounts:
+    orders: int = 0
+    paid_orders: int = 0
+    gmv_fen: int = 0
+    refunded_fen: int = 0
+    buyers: int = 0
+    repeat_buyers: int = 0
+    shipped_orders: int = 0
+    received_orders: int = 0
+    vouchers_issued: int = 0
+    vouchers_redeemed: int = 0
+    vouchers_refunded: int = 0
+    commission_fen: int = 0
+
+
+def _metrics(kind: str, c: _ModelCounts) -> ModelMetrics:
+    service = kind == SERVICE
+    kept = c.vouchers_issued - c.vouchers_refunded
+    return ModelMetrics(
+        model=kind,
+        orders=c.orders,
+        paid_orders=c.paid_orders,
+        paid_rate=rate(c.paid_orders, c.orders),
+        gmv_fen=c.gmv_fen,
+        avg_order_value_fen=_div_round(c.gmv_fen, c.paid_orders),
+        refunded_fen=c.refunded_fen,
+        refund_rate=rate(c.refunded_fen, c.gmv_fen),
+        buyers=c.buyers,
+        repeat_buyers=c.repeat_buyers,
+        repeat_rate=rate(c.repeat_buyers, c.buyers),
+        vouchers_issued=c.vouchers_issued,
+        vouchers_redeemed=c.vouchers_redeemed,
+        vouchers_refunded=c.vouchers_refunded,
+        redemption_rate=rate(c.vouchers_redeemed, kept) if service else None,
+        shipped_orders=c.shipped_orders,
+        received_orders=c.received_orders,
+        receipt_rate=None if service else rate(c.received_orders, c.shipped_orders),
+        commission_fen=c.commission_fen,
+    )
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """How lines are grouped into category rows: ``tree`` maps every category in scope to its
+    row (a recursive CTE over the category tree); ``rows`` are the rows in display order."""
+
+    tree: Any
+    rows: list[tuple[int, str]]
+    filtered: bool
+
+
+def _category_groups(session: Session, category_id: int | None) -> _Groups:
+    cats = Category.__table__
+    rows = session.execute(
+        select(cats.c.id, cats.c.parent_id, cats.c.name).order_by(cats.c.sort_order, cats.c.id)
+    ).all()
+    if category_id is None:
+        anchor: Any = select(cats.c.id.label("category_id"), cats.c.id.label("group_id")).where(
+            cats.c.parent_id.is_(None)
+        )
+        shown = [(r.id, r.name) for r in rows if r.parent_id is None]
+    else:
+        parent = next((r for r in rows if r.id == category_id), None)
+        if parent is None:
+            raise NotFound("类目不存在", code="category_not_found")
+        # The children of the category, each with its subtree; lines directly in it: its own row
+        # (the recursion below does not go down from the category itself).
+        anchor = select(cats.c.id.label("category_id"), cats.c.id.label("group_id")).where(
+            or_(cats.c.parent_id == category_id, cats.c.id == category_id)
+        )
+        shown = [(r.id, r.name) for r in rows if r.parent_id == category_id]
+        shown.append((parent.id, f"{parent.name}（本类目）"))
+    tree = anchor.cte("report_groups", recursive=True)
+    child = cats.alias("child")
+    step = child.c.parent_id == tree.c.category_id
+    if category_id is not None:
+        step = and_(step, tree.c.category_id != category_id)
+    tree = tree.union_all(select(child.c.id, tree.c.group_id).where(step))
+    return _Groups(tree, shown, category_id is not None)
+
+
+def _line_rollup(
+    session: Session,
+    window: Window,
+    groups: _Groups,
+    by: str,
+    merchant_id: int | None,
+) -> dict[tuple[Any, str], _ModelCounts]:
+    """Order-line figures per (row, model): ``by`` is "category", "merchant" or "total"."""
+    tree = groups.tree
+    paid = Order.paid_at.is_not(None)
+    received = and_(Order.kind == GOODS, Order.completed_at.is_not(None))
+    key: Any = {
+        "category": tree.c.group_id,
+        "merchant": Order.merchant_id,
+        "total": literal(0, Integer),
+    }[by]
+    per_order = (
+        select(
+            key.label("g"),
+            Order.kind.label("kind"),
+            Order.user_id.label("user_id"),
+            func.max(_flag(paid)).label("paid"),
+            func.max(_flag(Order.shipped_at.is_not(None))).label("shipped"),
+            func.max(_flag(received)).label("received"),
+            func.sum(OrderLine.amount_fen).label("amount"),
+            func.sum(OrderLine.refunded_fen).label("refunded"),
+            func.sum(
+                case(
+                    (
+                        received,
+                        _commission(
+                            OrderLine.amount_fen - OrderLine.refunded_fen, OrderLine.commission_bp
+                        ),
+                    ),
+                    else_=0,
+                )
+            ).label("commission"),
+        )
+        .select_from(OrderLine)
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(window.contains(Order.created_at))
+        .group_by(Order.id, key, Order.kind, Order.user_id)
+    )
+    if by == "category" or groups.filtered:
+        per_order = per_order.join(Listing, Listing.id == OrderLine.listing_id).join(
+            tree, tree.c.category_id == Listing.category_id
+        )
+    if merchant_id is not None:
+        per_order = per_order.where(Order.merchant_id == merchant_id)
+    o = per_order.subquery("per_order")
+    per_buyer = (
+        select(
+            o.c.g,
+            o.c.kind,
+            func.count().label("orders"),
+            func.sum(o.c.paid).label("paid_orders"),
+            func.sum(o.c.paid * o.c.amount).label("gmv"),
+            func.sum(o.c.paid * o.c.refunded).label("refunded"),
+            func.sum(o.c.shipped).label("shipped"),
+            func.sum(o.c.received).label("received"),
+            func.sum(o.c.commission).label("commission"),
+        )
+        .group_by(o.c.g, o.c.kind, o.c.user_id)
+        .subquery("per_buyer")
+    )
+    b = per_buyer.c
+    result: dict[tuple[Any, str], _ModelCounts] = {}
+    for row in session.execute(
+        select(
+            b.g,
+            b.kind,
+            func.sum(b.orders),
+            func.sum(b.paid_orders),
+            func.sum(b.gmv),
+            func.sum(b.refunded),
+            func.sum(_flag(b.paid_orders >= 1)),
+            func.sum(_flag(b.paid_orders >= 2)),
+            func.sum(b.shipped),
+            func.sum(b.received),
+            func.sum(b.commission),
+        ).group_by(b.g, b.kind)
+    ):
+        result[(row[0], row[1])] = _ModelCounts(
+            orders=_int(row[2]),
+            paid_orders=_int(row[3]),
+            gmv_fen=_int(row[4]),
+            refunded_fen=_int(row[5]),
+            buyers=_int(row[6]),
+            repeat_buyers=_int(row[7]),
+            shipped_orders=_int(row[8]),
+            received_orders=_int(row[9]),
+            commission_fen=_int(row[10]),
+        )
+    return result
+
+
+def _voucher_rollup(
+    session: Session,
+    window: Window,
+    groups: _Groups,
+    by: str,
+    merchant_id: int | None,
+) -> dict[Any, tuple[int, int, int, int]]:
+    """Per row: vouchers issued, redeemed, refunded and the commission on the redeemed ones."""
+    tree = groups.tree
+    redeemed = Voucher.status == "redeemed"
+    key: Any = {
+        "category": tree.c.group_id,
+        "merchant": Order.merchant_id,
+        "total": literal(0, Integer),
+    }[by]
+    query = (
+        select(
+            key,
+            func.count(),
+            func.sum(_flag(redeemed)),
+            func.sum(_flag(Voucher.status == "refunded")),
+            func.sum(
+                case((redeemed, _commission(Voucher.amount_fen, OrderLine.commission_bp)), else_=0)
+            ),
+        )
+        .select_from(Voucher)
+        .join(Order, Order.id == Voucher.order_id)
+        .join(OrderLine, OrderLine.id == Voucher.order_line_id)
+        .where(window.contains(Order.created_at))
+        .group_by(key)
+    )
+    if by == "category" or groups.filtered:
+        query = query.join(Listing, Listing.id == Voucher.listing_id).join(
+            tree, tree.c.category_id == Listing.category_id
+        )
+    if merchant_id is not None:
+        query = query.where(Order.merchant_id == merchant_id)
+    return {
+        row[0]: (_int(row[1]), _int(row[2]), _int(row[3]), _int(row[4]))
+        for row in session.execute(query)
+    }
+
+
+def _rollup(
+    session: Session, window: Window, groups: _Groups, by: str, merchant_id: int | None
+) -> dict[Any, dict[str, _ModelCounts]]:
+    result: dict[Any, dict[str, _ModelCounts]] = {}
+    for (g, kind), counts in _line_rollup(session, window, groups, by, merchant_id).items():
+        result.setdefault(g, {})[kind] = counts
+    for g, (issued, redeemed, refunded, commission) in _voucher_rollup(
+        session, window, groups, by, merchant_id
+    ).items():
+        counts = result.setdefault(g, {}).setdefault(SERVICE, _ModelCounts())
+        counts.vouchers_issued = issued
+        counts.vouchers_redeemed = redeemed
+        counts.vouchers_refunded = refunded
+        counts.commission_fen += commission
+    return result
+
+
+def _models_row(
+    key: int | None, name: str, by_kind: dict[str, _ModelCounts], min_sample: int
+) -> ModelsRow:
+    o2o = _metrics(SERVICE, by_kind.get(SERVICE) or _ModelCounts())
+    goods = _metrics(GOODS, by_kind.get(GOODS) or _ModelCounts())
+    return ModelsRow(
+        id=key, name=name, o2o=o2o, goods=goods, reading=reading(name, o2o, goods, min_sample)
+    )
+
+
+def models_report(
+    session: Session,
+    window: Window,
+    *,
+    category_id: int | None = None,
+    merchant_id: int | None = None,
+    min_sample: int = MIN_SAMPLE,
+) -> ModelsReport:
+    """O2O vs e-commerce per category row and per merchant (see module doc)."""
+    if merchant_id is not None and session.get(Merchant, merchant_id) is None:
+        raise NotFound("商户不存在", code="merchant_not_found")
+    groups = _category_groups(session, category_id)
+    by_category = _rollup(session, window, groups, "category", merchant_id)
+    by_merchant = _rollup(session, window, groups, "merchant", merchant_id)
+    total = _rollup(session, window, groups, "total", merchant_id).get(0, {})
+
+    categories = [
+        _models_row(gid, name, by_category.get(gid, {}), min_sample) for gid, name in groups.rows
+    ]
+    names: dict[int, str] = {}
+    if by_merchant:
+        # (A Result has .keys(): dict() would take it for a mapping.)
+        query = select(Merchant.id, Merchant.name).where(Merchant.id.in_(list(by_merchant)))
+        names = {mid: name for mid, name in session.execute(query)}
+    merchants = [
+        _models_row(mid, names.get(mid, f"商户 {mid}"), by_merchant[mid], min_sample)
+        for mid in by_merchant
+    ]
+    merchants.sort(key=lambda r: (-(r.o2o.gmv_fen + r.goods.gmv_fen), r.id or 0))
+    return ModelsReport(
+        **window_fields(window),
+        generated_at=utcnow(),
+        category_id=category_id,
+        merchant_id=merchant_id,
+        min_sample=min_sample,
+        total=_models_row(None, "全平台", total, min_sample),
+        categories=categories,
+        merchants=merchants,
+    )
+
+
+# --- the reading --------------------------------------------------------------------------------
+
+
+def _percent(numerator: int, denominator: int) -> str:
+    """Whole percent, rounded half up from the integers: "86%"."""
+    return f"{_div_round(100 * numerator, denominator)}%"
+
+
+def _times(a: int, b: int) -> str:
+    """a / b to one decimal place, rounded half up: "3.2"."""
+    tenths = _div_round(10 * a, b)
+    return f"{tenths // 10}.{tenths % 10}"
+
+
+@dataclass(frozen=True)
+class _Point:
+    winner: str  # SERVICE or GOODS
+    text: str
+
+
+def _bp(numerator: int, denominator: int) -> int | None:
+    return _div_round(BASIS_POINTS * numerator, denominator) if denominator > 0 else None
+
+
+def _points(o2o: ModelMetrics, goods: ModelMetrics) -> list[_Point]:
+    """What separates the two models, most decisive first. A figure counts only when the gap
+    is clear: amounts ≥ 1.2×, fulfilment and repeat rates ≥ 5 points, refund rates ≥ 2 points."""
+    found: list[_Point] = []
+    names = MODEL_NAMES
+    for field, label in (("gmv_fen", "GMV"), ("commission_fen", "佣金")):
+        a, b = getattr(o2o, field), getattr(goods, field)
+        hi, lo, winner = (a, b, SERVICE) if a >= b else (b, a, GOODS)
+        loser = names[GOODS if winner == SERVICE else SERVICE]
+        if hi > 0 and 10 * hi >= 12 * lo:
+            if lo > 0:
+                found.append(_Point(winner, f"{label}是{loser}的{_times(hi, lo)}倍"))
+            else:
+                found.append(_Point(winner, f"{label}{format_yuan(hi)}，{loser}为0"))
+    kept = o2o.vouchers_issued - o2o.vouchers_refunded
+    fulfil_o2o = _bp(o2o.vouchers_redeemed, kept)
+    fulfil_goods = _bp(goods.received_orders, goods.shipped_orders)
+    if (
+        fulfil_o2o is not None
+        and fulfil_goods is not None
+        and abs(fulfil_o2o - fulfil_goods) >= 500
+    ):
+        p_o2o = _percent(o2o.vouchers_redeemed, kept)
+        p_goods = _percent(goods.received_orders, goods.shipped_orders)
+        if fulfil_o2o > fulfil_goods:
+            found.append(_Point(SERVICE, f"核销率 {p_o2o} 高于电商收货率 {p_goods}"))
+        else:
+            found.append(_Point(GOODS, f"收货率 {p_goods} 高于 O2O 核销率 {p_o2o}"))
+    refund_o2o, refund_goods = (
+        _bp(o2o.refunded_fen, o2o.gmv_fen),
+        _bp(goods.refunded_fen, goods.gmv_fen),
+    )
+    if (
+        refund_o2o is not None
+        and refund_goods is not None
+        and abs(refund_o2o - refund_goods) >= 200
+    ):
+        pairs = {
+            SERVICE: _percent(o2o.refunded_fen, o2o.gmv_fen),
+            GOODS: _percent(goods.refunded_fen, goods.gmv_fen),
+        }
+        winner = SERVICE if refund_o2o < refund_goods else GOODS
+        loser = GOODS if winner == SERVICE else SERVICE
+        found.append(_Point(winner, f"退款率 {pairs[winner]} 低于{names[loser]}的 {pairs[loser]}"))
+    repeat_o2o, repeat_goods = (
+        _bp(o2o.repeat_buyers, o2o.buyers),
+        _bp(goods.repeat_buyers, goods.buyers),
+    )
+    if (
+        repeat_o2o is not None
+        and repeat_goods is not None
+        and abs(repeat_o2o - repeat_goods) >= 500
+    ):
+        pairs = {
+            SERVICE: _percent(o2o.repeat_buyers, o2o.buyers),
+            GOODS: _percent(goods.repeat_buyers, goods.buyers),
+        }
+        winner = SERVICE if repeat_o2o > repeat_goods else GOODS
+        loser = GOODS if winner == SERVICE else SERVICE
+        found.append(_Point(winner, f"复购率 {pairs[winner]} 高于{names[loser]}的 {pairs[loser]}"))
+    return found
+
+
+def _describe(kind: str, m: ModelMetrics) -> str:
+    parts = [f"{m.paid_orders} 单", f"GMV {format_yuan(m.gmv_fen)}"]
+    if kind == SERVICE and m.vouchers_issued - m.vouchers_refunded > 0:
+        parts.append(
+            f"核销率 {_percent(m.vouchers_redeemed, m.vouchers_issued - m.vouchers_refunded)}"
+        )
+    if kind == GOODS and m.shipped_orders > 0:
+        parts.append(f"收货率 {_percent(m.received_orders, m.shipped_orders)}")
+    if m.gmv_fen > 0:
+        parts.append(f"退款率 {_percent(m.refunded_fen, m.gmv_fen)}")
+    return "，".join(parts)
+
+
+_CJK_THEN_LATIN = re.compile(r"([\u4e00-\u9fff])([A-Za-z0-9¥])")
+_LATIN_THEN_CJK = re.compile(r"([A-Za-z0-9%])([\u4e00-\u9fff])")
+
+
+def _spaced(text: str) -> str:
+    """A space between Chinese and Latin letters or numbers ("GMV 是电商的 3.2 倍")."""
+    return _LATIN_THEN_CJK.sub(r"\1 \2", _CJK_THEN_LATIN.sub(r"\1 \2", text))
+
+
+def reading(name: str, o2o: ModelMetrics, goods: ModelMetrics, min_sample: int = MIN_SAMPLE) -> str:
+    """A short plain-language verdict: which model performs better here and the numbers that
+    decide it; 样本不足 when a side has fewer than ``min_sample`` paid orders.
+
+    Five figures are compared — GMV, commission earned, fulfilment (O2O redemption rate vs.
+    goods receipt rate), refund rate, repeat-purchase rate — and each clear gap (``_points``) is
+    a point for one model; the model with more points "更适合", and the reading names its
+    points (at most three) and the other model's strongest one."""
+    return f"{name}：{_spaced(_verdict(o2o, goods, min_sample))}"
+
+
+def _verdict(o2o: ModelMetrics, goods: ModelMetrics, min_sample: int) -> str:
+    n_o2o, n_goods = o2o.paid_orders, goods.paid_orders
+    if n_o2o < min_sample and n_goods < min_sample:
+        return (
+            f"样本不足——O2O {n_o2o} 单、电商 {n_goods} 单已支付"
+            f"（每种模式至少 {min_sample} 单才比较），暂不下结论"
+        )
+    if n_o2o < min_sample or n_goods < min_sample:
+        strong, weak = (SERVICE, GOODS) if n_goods < min_sample else (GOODS, SERVICE)
+        m_strong = o2o if strong == SERVICE else goods
+        m_weak = o2o if weak == SERVICE else goods
+        return (
+            f"只有{MODEL_NAMES[strong]}有足够数据（{_describe(strong, m_strong)}）；"
+            f"{MODEL_NAMES[weak]}样本不足（{m_weak.paid_orders} 单），无法比较"
+        )
+    points = _points(o2o, goods)
+    wins = {
+        SERVICE: [p for p in points if p.winner == SERVICE],
+        GOODS: [p for p in points if p.winner == GOODS],
+    }
+    if len(wins[SERVICE]) == len(wins[GOODS]):
+        if not points:
+            return "两种模式表现相近（GMV、履约率、退款率、复购率差距都不明显）"
+        return (
+            f"两种模式各有所长——O2O{'，'.join(p.text for p in wins[SERVICE][:2])}；"
+            f"电商{'，'.join(p.text for p in wins[GOODS][:2])}"
+        )
+    winner = SERVICE if len(wins[SERVICE]) > len(wins[GOODS]) else GOODS
+    loser = GOODS if winner == SERVICE else SERVICE
+    text = f"{MODEL_NAMES[winner]}更适合——{'，'.join(p.text for p in wins[winner][:3])}"
+    if wins[loser]:
+        text += f"；但{MODEL_NAMES[loser]}{wins[loser][0].text}"
+    return text
+
+
+# --- a merchant's days ---------------------------------------------------------------------------
+
+
+def china_day(session: Session, column: Any) -> ColumnElement[str]:
+    """The China-time calendar day of a UTC timestamp column, as 'YYYY-MM-DD'."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.date(column, "+8 hours")
+    return func.to_char(func.timezone("Asia/Shanghai", column), "YYYY-MM-DD")
+
+
+def merchant_summary(session: Session, merchant_id: int, window: Window) -> MerchantSummary:
+    """The merchant's figures by China day (see module doc)."""
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise NotFound("商户不存在", code="merchant_not_found")
+    days: dict[str, dict[str, int]] = {}
+
+    def add(rows: Iterable[Any], *fields: str) -> None:
+        for row in rows:
+            day = days.setdefault(str(row[0]), {})
+            for field, value in zip(fields, row[1:], strict=True):
+                day[field] = day.get(field, 0) + _int(value)
+
+    mine = Order.merchant_id == merchant_id
+    day = china_day(session, Order.created_at)
+    add(
+        session.execute(
+            select(day, func.count()).where(mine, window.contains(Order.created_at)).group_by(day)
+        ),
+        "orders",
+    )
+    day = china_day(session, Order.paid_at)
+    add(
+        session.execute(
+            select(day, func.count(), func.sum(Order.payable_fen))
+            .where(mine, window.contains(Order.paid_at))
+            .group_by(day)
+        ),
+        "paid_orders",
+        "gmv_fen",
+    )
+    day = china_day(session, Order.shipped_at)
+    add(
+        session.execute(
+            select(day, func.count()).where(mine, window.contains(Order.shipped_at)).group_by(day)
+        ),
+        "shipped_orders",
+    )
+    received = and_(mine, Order.kind == GOODS, window.contains(Order.completed_at))
+    day = china_day(session, Order.completed_at)
+    add(
+        session.execute(
+            select(day, func.count(), func.sum(Order.payable_fen - Order.refunded_fen))
+            .where(received)
+            .group_by(day)
+        ),
+        "received_orders",
+        "earned_fen",
+    )
+    add(
+        session.execute(
+            select(
+                day,
+                func.sum(
+                    _commission(
+                        OrderLine.amount_fen - OrderLine.refunded_fen, OrderLine.commission_bp
+                    )
+                ),
+            )
+            .select_from(Order)
+            .join(OrderLine, OrderLine.order_id == Order.id)
+            .where(received)
+            .group_by(day)
+        ),
+        "commission_fen",
+    )
+    day = china_day(session, Voucher.redeemed_at)
+    add(
+        session.execute(
+            select(
+                day,
+                func.count(),
+                func.sum(Voucher.amount_fen),
+                func.sum(_commission(Voucher.amount_fen, OrderLine.commission_bp)),
+            )
+            .select_from(Voucher)
+            .join(OrderLine, OrderLine.id == Voucher.order_line_id)
+            .where(
+                Voucher.merchant_id == merchant_id,
+                Voucher.status == "redeemed",
+                window.contains(Voucher.redeemed_at),
+            )
+            .group_by(day)
+        ),
+        "vouchers_redeemed",
+        "earned_fen",
+        "commission_fen",
+    )
+    day = china_day(session, Refund.succeeded_at)
+    add(
+        session.execute(
+            select(day, func.count(), func.sum(Refund.amount_fen))
+            .select_from(Refund)
+            .join(Order, Order.id == Refund.order_id)
+            .where(mine, Refund.status == REFUND_SUCCEEDED, window.contains(Refund.succeeded_at))
+            .group_by(day)
+        ),
+        "refunds",
+        "refunded_fen",
+    )
+
+    rows = []
+    for offset in range(window.days):
+        d = window.first + timedelta(days=offset)
+        rows.append(_merchant_day(d, days.get(d.isoformat(), {})))
+    totals: dict[str, int] = {}
+    for figures in days.values():
+        for field, value in figures.items():
+            totals[field] = totals.get(field, 0) + value
+    return MerchantSummary(
+        **window_fields(window),
+        generated_at=utcnow(),
+        merchant_id=merchant.id,
+        merchant_name=merchant.name,
+        days=rows,
+        total=_merchant_day(None, totals),
+    )
+
+
+def _merchant_day(day: date | None, f: dict[str, int]) -> MerchantDay:
+    earned, commission = f.get("earned_fen", 0), f.get("commission_fen", 0)
+    return MerchantDay(
+        day=day,
+        orders=f.get("orders", 0),
+        paid_orders=f.get("paid_orders", 0),
+        gmv_fen=f.get("gmv_fen", 0),
+        vouchers_redeemed=f.get("vouchers_redeemed", 0),
+        shipped_orders=f.get("shipped_orders", 0),
+        received_orders=f.get("received_orders", 0),
+        refunds=f.get("refunds", 0),
+        refunded_fen=f.get("refunded_fen", 0),
+        earned_fen=earned,
+        commission_fen=commission,
+        net_fen=earned - commission,
+    )

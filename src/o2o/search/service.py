@@ -21,7 +21,8 @@ How a listing search runs:
   however broad the keyword. score = 2 / 1 / 0 by tier + popularity (0 … 1). We measured
   FTS5's bm25 at ~15 µs per matching row (150 ms for a keyword with 10,000 matches), which is
   why the text part of relevance is the tier and not bm25/ts_rank over every match;
-- distance: growing circles (0.5, 1.5, 5, 25 km, capped by radius_m) until a page is full;
+- distance: growing circles (from 500 m, sized from what the last one held, capped by
+  radius_m) until a page is full;
 - pages: keyset cursors on (sort value, listing id), so following pages neither repeat nor
   skip results while the data stays the same.
 """
@@ -32,15 +33,14 @@ import base64
 import binascii
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 from o2o import geo
 from o2o.errors import ValidationFailed
-from o2o.merchants.service import category_and_descendants
 from o2o.search import indexer
 from o2o.search import tokens as tok
 from o2o.search.indexer import lat_band, unit_vector
@@ -52,9 +52,10 @@ MAX_QUERY_CHARS = 50
 MAX_RADIUS_M = 100_000
 MAX_LIMIT = 100
 DEFAULT_NEARBY_RADIUS_M = 3_000
-# Distance sort without a radius looks in growing circles first: anything inside a circle is
-# nearer than everything outside it, so a full page found inside one is the right page.
-DISTANCE_RINGS_M = (500, 1_500, 5_000, 25_000)
+# Distance sort looks in growing circles: everything inside a circle is nearer than anything
+# outside it, so a full page found inside one is the right page. Past LAST_RING_M without a
+# radius: everything.
+FIRST_RING_M, LAST_RING_M = 500.0, 30_000.0
 NO_PLACE = 9.0  # a squared chord on the unit sphere is at most 4: "no store" sorts last
 
 
@@ -66,6 +67,11 @@ class Place:
     @property
     def unit(self) -> tuple[float, float, float]:
         return unit_vector(self.lat, self.lng)
+
+
+def chord_to_m(chord2_value: float) -> float:
+    """Great-circle distance for a squared chord on the unit sphere."""
+    return 2 * geo.EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(max(chord2_value, 0.0)) / 2))
 
 
 def chord2(radius_m: float) -> float:
@@ -300,7 +306,7 @@ def search(
         postgres=session.get_bind().dialect.name == "postgresql",
         words=words,
         kind=kind,
-        categories=category_and_descendants(session, category_id) if category_id else None,
+        categories=_descendants(session, category_id) if category_id else None,
         place=place,
     )
     if sort == "relevance":
@@ -334,12 +340,34 @@ def search(
     return {"items": items, "next_cursor": next_cursor}
 
 
+_NAMED = re.compile(r"(?<![:\w]):(\w+)")
+
+
 def _run(session: Session, sql: str, params: dict[str, Any]) -> list[Any]:
-    stmt = text(sql)
-    expanding = [name for name in ("bands",) if name in params]
-    if expanding:
-        stmt = stmt.bindparams(*(bindparam(name, expanding=True) for name in expanding))
-    return list(session.execute(stmt, params))
+    """Run hand-written SQL through the driver. ``:name`` parameters; lists (``bands``) are
+    inlined as integers. SQLAlchemy's text() costs ~0.2–0.5 ms a statement here, a third of a
+    whole search; the driver path ~0.04 ms."""
+    params = dict(params)
+    for name in ("bands", "ids"):
+        if name in params:
+            values = ", ".join(str(int(v)) for v in params.pop(name))
+            sql = sql.replace(f":{name}", f"({values})")
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        sql = _NAMED.sub(r"%(\1)s", sql)
+    return connection.exec_driver_sql(sql, params).fetchall()
+
+
+def _descendants(session: Session, category_id: int) -> list[int]:
+    """The category and every category below it (one recursive query)."""
+    rows = _run(
+        session,
+        "WITH RECURSIVE tree(id) AS (SELECT id FROM categories WHERE id = :category_id"
+        " UNION SELECT c.id FROM categories c JOIN tree ON c.parent_id = tree.id)"
+        " SELECT id FROM tree",
+        {"category_id": category_id},
+    )
+    return [r.id for r in rows] or [category_id]
 
 
 def _by_relevance(
@@ -407,12 +435,15 @@ def _by_distance(
     """Nearest first. Looks in growing circles: everything inside a circle is nearer than
     anything outside it, so a full page found inside a small one is the right page, and dense
     areas never read more than a small circle's worth of candidates."""
-    rings: list[float | None] = [r for r in DISTANCE_RINGS_M if radius_m is None or r < radius_m]
-    rings.append(radius_m)
+    ring: float | None = FIRST_RING_M
+    if after is not None:  # nothing inside the cursor's distance is wanted
+        ring = max(ring, chord_to_m(float(after[0])) * 1.5 + FIRST_RING_M)
     rows: list[Any] = []
-    for ring in rings:
-        if ring is not None and after is not None and chord2(ring) < after[0]:
-            continue  # this circle holds nothing beyond the cursor: try a larger one
+    while True:
+        if ring is not None and (
+            (radius_m is not None and ring >= radius_m) or (radius_m is None and ring > LAST_RING_M)
+        ):
+            ring = radius_m  # the last circle: the whole radius (or everything)
         params = query.params()
         if ring is not None and not query.filtered:
             geo_where = _geo_filter(query.place, ring, params)  # type: ignore[arg-type]
@@ -445,8 +476,10 @@ def _by_distance(
             + " ORDER BY r.d2 ASC, r.listing_id ASC LIMIT :limit",
             params,
         )
-        if len(rows) > limit:
+        if len(rows) > limit or ring is None or ring == radius_m:
             break
+        # Grow so that the next circle likely holds a page (area ∝ count), at least doubling.
+        ring *= max(2.0, math.sqrt(1.5 * (limit + 1) / max(len(rows), 0.5)))
     return rows, lambda r: float(r.d2)
 
 
@@ -509,11 +542,10 @@ def _nearest_stores(
 ) -> dict[int, dict[str, Any]]:
     if not listing_ids:
         return {}
-    rows = session.execute(
-        text(
-            "SELECT listing_id, store_id, store_name, lat, lng FROM search_locations"
-            " WHERE listing_id IN :ids"
-        ).bindparams(bindparam("ids", expanding=True)),
+    rows = _run(
+        session,
+        "SELECT listing_id, store_id, store_name, lat, lng FROM search_locations"
+        " WHERE listing_id IN :ids",
         {"ids": listing_ids},
     )
     best: dict[int, dict[str, Any]] = {}
@@ -568,7 +600,6 @@ def nearby_stores(
         "min_lng": min_lng,
         "max_lng": max_lng,
     }
-    expanding = []
     where = [
         "s.is_active = :active",
         "m.status = 'approved'",
@@ -577,12 +608,11 @@ def nearby_stores(
     ]
     params["active"] = True
     if category_id is not None:
-        params["categories"] = category_and_descendants(session, category_id)
-        expanding.append("categories")
+        params["ids"] = _descendants(session, category_id)
         where.append(
-            "(m.category_id IN :categories OR EXISTS (SELECT 1 FROM search_locations l"
+            "(m.category_id IN :ids OR EXISTS (SELECT 1 FROM search_locations l"
             " JOIN search_documents d ON d.listing_id = l.listing_id"
-            " WHERE l.store_id = s.id AND d.category_id IN :categories))"
+            " WHERE l.store_id = s.id AND d.category_id IN :ids))"
         )
     listing_match = "0"
     if words:
@@ -602,17 +632,17 @@ def nearby_stores(
             "CASE WHEN EXISTS (SELECT 1 FROM search_locations l WHERE l.store_id = s.id"
             f" AND l.listing_id IN ({matching})) THEN 1 ELSE 0 END"
         )
-    stmt = text(
+    rows = _run(
+        session,
         "SELECT s.id, s.name, s.address, s.district, s.lat, s.lng, s.merchant_id,"
         f" m.name AS merchant_name, {listing_match} AS listing_match"
-        " FROM stores s JOIN merchants m ON m.id = s.merchant_id WHERE " + " AND ".join(where)
+        " FROM stores s JOIN merchants m ON m.id = s.merchant_id WHERE " + " AND ".join(where),
+        params,
     )
-    if expanding:
-        stmt = stmt.bindparams(*(bindparam(name, expanding=True) for name in expanding))
 
     texts = tok.substring_words(words)
     found = []
-    for r in session.execute(stmt, params):
+    for r in rows:
         if texts and not r.listing_match:
             haystack = tok.normalize(f"{r.name} {r.merchant_name} {r.district} {r.address}")
             if not all(w in haystack for w in texts):
