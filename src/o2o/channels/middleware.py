@@ -15,14 +15,14 @@ Shutdown (ASGI lifespan) flushes what is left. Checkout reads the visitor id wit
 from __future__ import annotations
 
 import logging
-import queue
 import secrets
 import threading
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 import anyio
 from fastapi import FastAPI, Request
@@ -67,7 +67,9 @@ class VisitRecorder:
     def __init__(self, db: Database, *, maxsize: int = 10_000, flush_seconds: float = 0.5) -> None:
         self.db = db
         self.flush_seconds = flush_seconds
-        self._queue: queue.Queue[Touch] = queue.Queue(maxsize=maxsize)
+        # deque.append/popleft are atomic: the request side takes no lock at all.
+        self._queue: deque[Touch] = deque()
+        self.maxsize = maxsize
         self._flush_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
@@ -84,13 +86,12 @@ class VisitRecorder:
     def enqueue(self, touch: Touch) -> bool:
         if self._thread is None:
             self.start()
-        try:
-            self._queue.put_nowait(touch)
-        except queue.Full:
+        if len(self._queue) >= self.maxsize:
             self.dropped += 1  # a lost visit is better than a slow page
             if self.dropped in (1, 100) or self.dropped % 10_000 == 0:
                 log.warning("visit queue full: %d visits dropped so far", self.dropped)
             return False
+        self._queue.append(touch)
         return True
 
     # -- background side -----------------------------------------------------------------------
@@ -133,8 +134,8 @@ class VisitRecorder:
                 batch: list[Touch] = []
                 try:
                     while len(batch) < batch_size:
-                        batch.append(self._queue.get_nowait())
-                except queue.Empty:
+                        batch.append(self._queue.popleft())
+                except IndexError:
                     pass
                 if not batch:
                     return stored
@@ -183,8 +184,7 @@ class VisitRecorder:
         self, visitor_id: str | None, user_id: int | None, since: datetime, until: datetime
     ) -> list[Touch]:
         """Touches not yet written for this visitor or user, inside the window."""
-        with self._queue.mutex:
-            waiting = list(self._queue.queue)
+        waiting = list(self._queue)  # copied in one C call: safe against concurrent appends
         return [
             t
             for t in [*self._inflight, *waiting]
@@ -197,7 +197,7 @@ class VisitRecorder:
 
     def stats(self) -> dict[str, int]:
         return {
-            "queued": self._queue.qsize(),
+            "queued": len(self._queue),
             "recorded": self.recorded,
             "ignored": self.ignored,
             "dropped": self.dropped,
@@ -206,7 +206,7 @@ class VisitRecorder:
 
 
 def _anonymous(t: Touch) -> Touch:
-    return Touch(t.code, t.visitor_id, t.path, None, t.at)
+    return t._replace(user_id=None)
 
 
 # Recorders by database URL, so attribution can see touches this process has not written yet.
@@ -240,11 +240,12 @@ def pending_touches(
 # --- the middleware ----------------------------------------------------------------------------
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value
-    return None
+WANTED_HEADERS = frozenset({b"x-channel", b"x-visitor-id", b"cookie", b"authorization"})
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    """The few headers this middleware reads, in one pass."""
+    return {k: v for k, v in scope.get("headers", ()) if k in WANTED_HEADERS}
 
 
 def _cookie(header: bytes | None, name: str) -> str | None:
@@ -257,18 +258,21 @@ def _cookie(header: bytes | None, name: str) -> str | None:
     return None
 
 
-def channel_code(scope: Scope) -> str | None:
+def channel_code(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
     """``?ch=`` wins over ``X-Channel``; a malformed code counts as none."""
     query = scope.get("query_string", b"")
     if b"ch=" in query:
-        for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=False):
-            if key == "ch":
-                return normalize_code(value)
-    header = _header(scope, b"x-channel")
+        for part in query.split(b"&"):
+            if part.startswith(b"ch="):
+                value = part[3:].decode("latin-1")
+                return normalize_code(
+                    unquote_plus(value) if "%" in value or "+" in value else value
+                )
+    header = headers.get(b"x-channel")
     return normalize_code(header.decode("latin-1")) if header else None
 
 
-def _user_id(scope: Scope) -> int | None:
+def _user_id(scope: Scope, headers: dict[bytes, bytes]) -> int | None:
     # A page session (o2o.web, installed outside this middleware) knows its user already.
     page_user = getattr(scope.get("session"), "user_id", None)
     if isinstance(page_user, int):
@@ -276,7 +280,7 @@ def _user_id(scope: Scope) -> int | None:
     state = scope.get("state") or {}
     if isinstance(state.get("session_user_id"), int):
         return state["session_user_id"]
-    auth = _header(scope, b"authorization")
+    auth = headers.get(b"authorization")
     if not auth or auth[:7].lower() != b"bearer ":
         return None
     app = scope.get("app")
@@ -301,19 +305,20 @@ class ChannelMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        code = channel_code(scope)
+        headers = _headers(scope)
+        code = channel_code(scope, headers)
         path = scope.get("path", "")
         if code is None or path.startswith(SKIPPED_PATHS):
             await self.app(scope, receive, send)
             return
-        visitor = valid_visitor_id(_decode(_header(scope, b"x-visitor-id"))) or valid_visitor_id(
-            _cookie(_header(scope, b"cookie"), VISITOR_COOKIE)
+        visitor = valid_visitor_id(_decode(headers.get(b"x-visitor-id"))) or valid_visitor_id(
+            _cookie(headers.get(b"cookie"), VISITOR_COOKIE)
         )
         is_new = visitor is None
         if visitor is None:
             visitor = new_visitor_id()
         scope.setdefault("state", {})["visitor_id"] = visitor
-        self.recorder.enqueue(Touch(code, visitor, path, _user_id(scope), utcnow()))
+        self.recorder.enqueue(Touch(code, visitor, path, _user_id(scope, headers), utcnow()))
         if not is_new:
             await self.app(scope, receive, send)
             return

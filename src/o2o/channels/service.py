@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -147,8 +146,7 @@ def active_channel_ids(session: Session) -> dict[str, int]:
 # --- visits ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Touch:
+class Touch(NamedTuple):
     """A visit as the middleware saw it (code not yet resolved to a channel)."""
 
     code: str

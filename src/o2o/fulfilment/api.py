@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -182,9 +180,3 @@ def list_redemptions(
 
 
 routers = [router]
-
-# Shipments / after-sales routes (their engineer's files) join here, so that the package's one
-# ``o2o.fulfilment.api.routers`` (what the app discovers) carries them.
-for _name in ("shipments_api", "aftersales_api"):
-    if importlib.util.find_spec(f"o2o.fulfilment.{_name}") is not None:
-        routers.extend(importlib.import_module(f"o2o.fulfilment.{_name}").routers)

@@ -1,14 +1,9 @@
 """券码 / 核销: vouchers (one per unit of a service bought) and the audit of every redemption
 attempt. Voucher statuses move only along ``VOUCHER_STATUS`` (DESIGN.md law 6).
-
-Shipments, after-sales (their own file, ``shipments_models.py``) are imported at the end so
-``o2o.fulfilment.models`` registers every table of the package.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from datetime import datetime
 
 from sqlalchemy import (
@@ -123,7 +118,5 @@ class RedemptionAttempt(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-# Shipments / after-sales tables (their engineer's file): imported here so that
-# ``o2o.fulfilment.models`` registers every table of the package. Their import line goes here.
-if importlib.util.find_spec("o2o.fulfilment.shipments_models") is not None:
-    importlib.import_module("o2o.fulfilment.shipments_models")
+# Tables of other files of this package are imported here (so ``o2o.fulfilment.models``
+# registers all of them). Shipments and after-sales live in ``o2o.shipping`` instead.

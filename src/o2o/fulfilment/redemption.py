@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from o2o.accounts.models import User
@@ -98,22 +98,29 @@ def _throttle_keys(merchant_id: int, user_id: int) -> tuple[str, str]:
     return f"redeem:staff:{user_id}", f"redeem:merchant:{merchant_id}"
 
 
-def ensure_not_throttled(
-    db: Database, merchant_id: int, user_id: int, rules: RedemptionSettings
+_FAILURES = (
+    select(RateEvent.key, func.count())
+    .where(
+        RateEvent.key.in_(bindparam("keys", expanding=True)),
+        RateEvent.created_at >= bindparam("since"),
+    )
+    .group_by(RateEvent.key)
+)
+
+
+def check_throttle(
+    session: Session, merchant_id: int, user_id: int, rules: RedemptionSettings
 ) -> None:
-    """429 once this staff member or this merchant has too many recent failures (one query)."""
+    """429 once this staff member or this merchant has too many recent failures (one query,
+    in the caller's transaction)."""
     staff_key, merchant_key = _throttle_keys(merchant_id, user_id)
-    since = utcnow() - THROTTLE_WINDOW
-    with db.transaction(readonly=True) as session:
-        counts = dict(
-            session.execute(
-                select(RateEvent.key, func.count())
-                .where(RateEvent.key.in_((staff_key, merchant_key)), RateEvent.created_at >= since)
-                .group_by(RateEvent.key)
-            )
-            .tuples()
-            .all()
+    counts = dict(
+        session.execute(
+            _FAILURES, {"keys": [staff_key, merchant_key], "since": utcnow() - THROTTLE_WINDOW}
         )
+        .tuples()
+        .all()
+    )
     seconds = str(int(THROTTLE_WINDOW.total_seconds()))
     if counts.get(staff_key, 0) >= rules.redemption_staff_failures_per_minute:
         raise TooManyRequests(
@@ -127,6 +134,13 @@ def ensure_not_throttled(
             code="redemption_throttled",
             headers={"Retry-After": seconds},
         )
+
+
+def ensure_not_throttled(
+    db: Database, merchant_id: int, user_id: int, rules: RedemptionSettings
+) -> None:
+    with db.transaction(readonly=True) as session:
+        check_throttle(session, merchant_id, user_id, rules)
 
 
 def _audit_row(
@@ -204,6 +218,30 @@ def _voucher_query() -> Any:
         .join(Order.__table__, _O.id == _V.order_id)
         .join(OrderLine.__table__, _L.id == _V.order_line_id)
     )
+
+
+# Built once (the hot path runs them on every call). Bind names differ from column names: an
+# UPDATE reserves those for its SET values.
+_BY_CODE = _voucher_query().where(_V.code == bindparam("code"), _V.merchant_id == bindparam("m_id"))
+_BY_ID = _voucher_query().where(_V.id == bindparam("v_id"))
+_REDEEM = (
+    update(Voucher.__table__)
+    .where(
+        _V.id == bindparam("v_id"),
+        _V.merchant_id == bindparam("m_id"),
+        _V.status.in_(VOUCHER_STATUS.sources_of("redeem")),
+        _V.valid_until > bindparam("now"),
+        or_(_V.slot_starts_at.is_(None), _V.slot_starts_at <= bindparam("opens_by")),
+    )
+    .values(
+        status=VOUCHER_STATUS.next_state(UNUSED, "redeem"),
+        redeemed_at=bindparam("now"),
+        redeemed_store_id=bindparam("at_store"),
+        redeemed_by=bindparam("by_user"),
+        updated_at=bindparam("now"),
+    )
+)
+_AUDIT = insert(RedemptionAttempt.__table__)
 
 
 def preview(
@@ -336,40 +374,31 @@ def redeem_in(
 ) -> dict[str, Any]:
     """The redemption inside the caller's transaction (authorisation already checked)."""
     now = now or utcnow()
-    row = session.execute(
-        _voucher_query().where(_V.code == code, _V.merchant_id == merchant_id)
-    ).first()
+    row = session.execute(_BY_CODE, {"code": code, "m_id": merchant_id}).first()
     if row is None:
         raise not_found()
     refusal = _refusal(row, store_id, now, rules)
     if refusal is not None:
         raise refusal
-    early = timedelta(minutes=rules.redemption_early_minutes)
     changed = session.execute(
-        update(Voucher.__table__)
-        .where(
-            _V.id == row.id,
-            _V.merchant_id == merchant_id,
-            _V.status.in_(VOUCHER_STATUS.sources_of("redeem")),
-            _V.valid_until > now,
-            or_(_V.slot_starts_at.is_(None), _V.slot_starts_at <= now + early),
-        )
-        .values(
-            status=VOUCHER_STATUS.next_state(UNUSED, "redeem"),
-            redeemed_at=now,
-            redeemed_store_id=store_id,
-            redeemed_by=actor.user_id,
-            updated_at=now,
-        )
+        _REDEEM,
+        {
+            "v_id": row.id,
+            "m_id": merchant_id,
+            "now": now,
+            "opens_by": now + timedelta(minutes=rules.redemption_early_minutes),
+            "at_store": store_id,
+            "by_user": actor.user_id,
+        },
     ).rowcount
     if changed != 1:
         # Lost a race (or time moved on): read it again and say why.
-        again = session.execute(_voucher_query().where(_V.id == row.id)).first()
+        again = session.execute(_BY_ID, {"v_id": row.id}).first()
         raise _refusal(again, store_id, utcnow(), rules) or Conflict(
             "该券码已核销", code="voucher_already_redeemed"
         )
     session.execute(
-        insert(RedemptionAttempt.__table__),
+        _AUDIT,
         _audit_row(
             merchant_id=merchant_id,
             user_id=actor.user_id,
@@ -430,13 +459,14 @@ def redeem(
     def action(session: Session) -> tuple[int, dict[str, Any]]:
         nonlocal ran
         ran = True
+        check_throttle(session, merchant_id, actor.user_id, rules)
         return 200, redeem_in(session, actor, merchant_id, code, store_id, rules=rules)
 
     try:
         actor.require_staff(merchant_id, store_id=store_id)
-        ensure_not_throttled(db, merchant_id, actor.user_id, rules)
         code = normalize_code(raw_code) or ""
         if not code:
+            ensure_not_throttled(db, merchant_id, actor.user_id, rules)
             raise not_found()
         _status, body = run_once(
             db,

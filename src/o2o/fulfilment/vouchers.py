@@ -18,7 +18,7 @@ from typing import Any
 import segno
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -395,23 +395,34 @@ def qr_svg(code: str) -> bytes:
 # --- the order follows its vouchers --------------------------------------------------------
 
 
-def refresh_order_status(session: Session, order_id: int) -> Order:
+_ORDERS = Order.__table__.c
+_VOUCHERS = Voucher.__table__.c
+# Built once: the redemption hot path runs these on every call.
+_LOCK_ORDER = (
+    select(_ORDERS.status, _ORDERS.kind)
+    .where(_ORDERS.id == bindparam("order_id"))
+    .with_for_update()
+)
+_COUNT_BY_STATUS = (
+    select(_VOUCHERS.status, func.count())
+    .where(_VOUCHERS.order_id == bindparam("order_id"))
+    .group_by(_VOUCHERS.status)
+)
+
+
+def refresh_order_status(session: Session, order_id: int) -> str | None:
     """`completed` when no voucher is unused and at least one was redeemed; `refunding` →
     `refunded` (the payment core finishes it when the money is back) when all were refunded;
     back to `paid` when an undone redemption leaves a completed order with an unused voucher.
-    Locks the order row (after the vouchers: see the module's lock order)."""
-    order = orders.lock_order(session, order_id)
-    if order.kind != SERVICE:
-        return order
-    counts: dict[str, int] = dict(
-        session.execute(
-            select(Voucher.status, func.count())
-            .where(Voucher.order_id == order_id)
-            .group_by(Voucher.status)
-        )
-        .tuples()
-        .all()
-    )
+
+    Locks the order row first (after the vouchers: see the module's lock order), so of two
+    vouchers of one order redeemed at once the later sees the earlier. Two Core statements when
+    nothing moves; the move itself goes through ``orders.set_status``. Returns the action."""
+    params = {"order_id": order_id}
+    status, kind = session.execute(_LOCK_ORDER, params).one()
+    if kind != SERVICE:
+        return None
+    counts: dict[str, int] = dict(session.execute(_COUNT_BY_STATUS, params).tuples().all())
     total = sum(counts.values())
     unused, redeemed = counts.get(UNUSED, 0), counts.get(REDEEMED, 0)
     action: str | None = None
@@ -422,10 +433,11 @@ def refresh_order_status(session: Session, order_id: int) -> Order:
             select(func.count()).where(Refund.order_id == order_id, Refund.status.in_(REFUND_OPEN))
         )
         action = "request_refund" if money_on_its_way else "all_refunded"
-    elif unused and order.status == COMPLETED:
+    elif unused and status == COMPLETED:
         action = "reopen"
-    if action is None or not ORDER_STATUS.can(order.status, action):
-        return order
+    if action is None or not ORDER_STATUS.can(status, action):
+        return None
+    order = orders.lock_order(session, order_id)  # already locked: loads the row
     now = utcnow()
     if action == "complete":
         order.completed_at = now
@@ -433,7 +445,8 @@ def refresh_order_status(session: Session, order_id: int) -> Order:
         order.completed_at = None
     elif action == "all_refunded":
         order.refunded_at = now
-    return orders.set_status(session, order, action)
+    orders.set_status(session, order, action)
+    return action
 
 
 # --- 随时退 and 过期自动退 -----------------------------------------------------------------------

@@ -684,7 +684,7 @@ def _points(o2o: ModelMetrics, goods: ModelMetrics) -> list[_Point]:
             if lo > 0:
                 found.append(_Point(winner, f"{label}是{loser}的{_times(hi, lo)}倍"))
             else:
-                found.append(_Point(winner, f"{label}{format_yuan(hi)}，{loser}为0"))
+                found.append(_Point(winner, f"{label} {format_yuan(hi)}，{loser}为0"))
     kept = o2o.vouchers_issued - o2o.vouchers_refunded
     fulfil_o2o = _bp(o2o.vouchers_redeemed, kept)
     fulfil_goods = _bp(goods.received_orders, goods.shipped_orders)

@@ -261,6 +261,7 @@ def _index_chunk(session: Session, chunk: Sequence[int], texts: _Texts) -> int:
                 "rating": round(rating, 2),
                 "rating_count": r.rating_count,
                 "popularity": liked,
+                "located": bool(places),
                 "title_tokens": " ".join(texts.tokens(r.title, words=True)),
                 "other_tokens": " ".join(other),
                 "tag_tokens": " ".join(

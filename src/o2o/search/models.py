@@ -12,8 +12,9 @@ so "the best 20 of 10,000 matches" is read in order and stops after 20, instead 
 
 The full-text structures are database-specific and live in migration 0003 only (names with an
 ``fts`` word, which ``o2o.migrate.include_name`` leaves out of model/migration comparisons):
-- SQLite: FTS5 table ``search_fts`` (title_tokens, other_tokens, tag_tokens; rowid = rank_key),
-  external content = this table, kept in step by triggers;
+- SQLite: FTS5 tables ``search_fts`` (every document) and ``search_fts_near`` (located ones:
+  near-me searches never wade through goods), over title_tokens, other_tokens, tag_tokens with
+  rowid = rank_key; external content = this table, kept in step by triggers;
 - PostgreSQL: generated tsvector columns ``fts_title``, ``fts_text`` (title + other) and
   ``fts_tags``, each with a GIN index.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from o2o.db import Base, BigIntId, UTCDateTime
@@ -56,6 +57,8 @@ class SearchDocument(Base):
     rating_count: Mapped[int] = mapped_column(Integer)
     # 0 … 1 from sales and rating (indexer.popularity); encoded in rank_key.
     popularity: Mapped[float] = mapped_column(Float)
+    # Has at least one active store (a location): only these can be "near" anyone.
+    located: Mapped[bool] = mapped_column(Boolean)
     # Space-separated tokens (o2o.search.tokens): the title's; the merchant name's, store
     # names', addresses', districts' and category names'; and tags no one types — category,
     # kind and the geo cells of the listing's stores (indexer.tag_tokens).

@@ -179,15 +179,21 @@ class _Query:
         return bool(self.words) or self.kind is not None or self.categories is not None
 
     def match(
-        self, params: dict[str, Any], *, tier: str = "all", radius_m: float | None = None
+        self,
+        params: dict[str, Any],
+        *,
+        tier: str = "all",
+        radius_m: float | None = None,
+        near: bool = False,
     ) -> tuple[str, list[str], str]:
         """(FROM clause, WHERE conditions, rank column) for the documents that match.
 
         tier (see TIERS): "words" — the title holds every query word as a jieba word;
         "title" — the title contains them all, not all as words; "rest" — the other matches;
-        "all" — every match. ``radius_m`` adds the geo cells covering the circle (a prefilter:
-        the exact distance test comes on top).
+        "all" — every match. ``near``: only documents with a location. ``radius_m`` adds the
+        geo cells covering the circle (a prefilter: the exact distance test comes on top).
         """
+        near = near or radius_m is not None
         cells = None
         if radius_m is not None and self.place is not None:
             box = geo.bounding_box(self.place.lat, self.place.lng, radius_m)
@@ -222,6 +228,8 @@ class _Query:
             if tags:
                 params["tags"] = " & ".join("(" + " | ".join(t) + ")" for t in tags)
                 where.append("d.fts_tags @@ to_tsquery('simple', :tags)")
+            if near:
+                where.append("d.located")
             return "search_documents d", where, "d.rank_key"
         include, exclude = "", ""
         if words:
@@ -237,15 +245,16 @@ class _Query:
             expr = " AND ".join("(" + " OR ".join(f'"{t}"' for t in group) + ")" for group in tags)
             parts.append(f"tag_tokens : ({expr})")
         if not parts:
-            return "search_documents d", [], "d.rank_key"
+            return "search_documents d", ["d.located"] if near else [], "d.rank_key"
         match = " AND ".join(f"({p})" for p in parts)
         if exclude:
             match = f"({match}) NOT ({exclude})"
         params["match"] = match
+        fts = "search_fts_near" if near else "search_fts"
         return (
-            "search_fts JOIN search_documents d ON d.rank_key = search_fts.rowid",
-            ["search_fts MATCH :match"],
-            "search_fts.rowid",
+            f"{fts} JOIN search_documents d ON d.rank_key = {fts}.rowid",
+            [f"{fts} MATCH :match"],
+            f"{fts}.rowid",
         )
 
     def title_hit(self, params: dict[str, Any]) -> str:
@@ -377,42 +386,110 @@ def _by_relevance(
     after: tuple[float | int, int] | None,
     limit: int,
 ) -> tuple[list[Any], Any]:
-    """Title matches first, then the other matches; within each, rank_key order (popularity).
+    """Text tiers first (TIERS), then rank_key order (popularity) within a tier.
 
     The inverted index hands out candidates in rank_key order (FTS5 rowid order; PostgreSQL
-    ``ORDER BY rank_key`` over the GIN matches), so only a page worth of them is read.
+    ``ORDER BY rank_key`` over the GIN matches), so only about a page of them is read.
     """
     tiers = TIERS if query.words else ("all",)
     after_tier, after_rank = (-1, 0)
     if after is not None:
         value = int(after[0])
         after_tier, after_rank = value >> _TIER_SHIFT, value & ((1 << _TIER_SHIFT) - 1)
+    near = query.place is not None and radius_m is not None
     rows: list[Any] = []
     for index, tier in enumerate(tiers):
         if index < after_tier:
             continue
-        params = query.params()
-        if not query.filtered and query.place is not None and radius_m is not None:
-            source, where, rank = _geo_only(query, radius_m, params)
+        need = limit + 1 - len(rows)
+        below = after_rank if index == after_tier else None
+        if near and not query.filtered:
+            found = _tier_rows(session, query, tier, index, need, below, radius_m, geo="box")
+        elif near and not query.postgres:
+            # Most keyword matches near a busy place are near: walk the matches in rank order
+            # and test each; only when the first PROBE of them hold too few, let the index
+            # intersect the keyword with the geo cells instead.
+            found = _tier_rows(session, query, tier, index, need, below, radius_m, geo="probe")
+            if len(found) < need and _more_than(session, query, tier, below, PROBE):
+                found = _tier_rows(session, query, tier, index, need, below, radius_m, geo="cells")
         else:
-            source, where, rank = query.match(params, tier=tier, radius_m=radius_m)
-            if radius_m is not None and query.place is not None:
-                params["max_c2"] = chord2(radius_m)
-                where.append(_WITHIN)
-        if index == after_tier:
-            where.append(f"{rank} < :after_rank")
-            params["after_rank"] = after_rank
-        params["limit"] = limit + 1 - len(rows)
-        hit = {"words": 2, "title": 1}.get(tier, 0)
-        sql = (
-            f"SELECT {_COLUMNS}, {hit} AS title_hit, {index} AS tier FROM {source}"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + f" ORDER BY {rank} DESC LIMIT :limit"
-        )
-        rows.extend(_run(session, sql, params))
+            geo_mode = "cells" if near else "none"
+            found = _tier_rows(session, query, tier, index, need, below, radius_m, geo=geo_mode)
+        rows.extend(found)
         if len(rows) > limit:
             break
     return rows, lambda r: (r.tier << _TIER_SHIFT) | r.rank_key
+
+
+PROBE = 500
+
+
+def _tier_rows(
+    session: Session,
+    query: _Query,
+    tier: str,
+    index: int,
+    need: int,
+    below: int | None,
+    radius_m: float | None,
+    *,
+    geo: str,
+) -> list[Any]:
+    """One text tier in rank_key order, below a cursor. geo: "none"; "box" — the stores in
+    the bounding box (no keyword or filter); "cells" — the index intersects the cells of the
+    circle; "probe" — only the first PROBE matches are tested. Near modes test the exact
+    distance of every candidate."""
+    params = query.params()
+    if geo == "box":
+        source, where, rank = _geo_only(query, radius_m, params)  # type: ignore[arg-type]
+    else:
+        source, where, rank = query.match(
+            params, tier=tier, radius_m=radius_m if geo == "cells" else None, near=geo != "none"
+        )
+    if below is not None:
+        where.append(f"{rank} < :after_rank")
+        params["after_rank"] = below
+    if geo == "probe":
+        params["probe"] = PROBE
+        source = (
+            f"(SELECT {rank} AS rk FROM {_fts_only(source)} WHERE {' AND '.join(where)}"
+            f" ORDER BY {rank} DESC LIMIT :probe) AS f"
+            " JOIN search_documents d ON d.rank_key = f.rk"
+        )
+        where, rank = [], "f.rk"
+    if geo != "none":
+        params["max_c2"] = chord2(radius_m)  # type: ignore[arg-type]
+        where.append(_WITHIN)
+    params["limit"] = need
+    hit = {"words": 2, "title": 1}.get(tier, 0)
+    sql = (
+        f"SELECT {_COLUMNS}, {hit} AS title_hit, {index} AS tier FROM {source}"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY {rank} DESC LIMIT :limit"
+    )
+    return _run(session, sql, params)
+
+
+def _fts_only(source: str) -> str:
+    """The FTS5 table alone when the conditions only need it (no document lookups)."""
+    return source.split()[0] if source.startswith("search_fts") else source
+
+
+def _more_than(session: Session, query: _Query, tier: str, below: int | None, n: int) -> bool:
+    """Whether the tier has more than ``n`` located matches (below the cursor)."""
+    params = query.params()
+    source, where, rank = query.match(params, tier=tier, near=True)
+    if below is not None:
+        where.append(f"{rank} < :after_rank")
+        params["after_rank"] = below
+    params["n"] = n + 1
+    rows = _run(
+        session,
+        f"SELECT count(*) AS n FROM (SELECT 1 FROM {_fts_only(source)} WHERE {' AND '.join(where)}"
+        " LIMIT :n) AS m",
+        params,
+    )
+    return rows[0].n > n
 
 
 def _geo_only(query: _Query, radius_m: float, params: dict[str, Any]) -> tuple[str, list[str], str]:
@@ -435,6 +512,8 @@ def _by_distance(
     """Nearest first. Looks in growing circles: everything inside a circle is nearer than
     anything outside it, so a full page found inside a small one is the right page, and dense
     areas never read more than a small circle's worth of candidates."""
+    if query.filtered and not query.words and not _any_located(session, query):
+        return [], None  # e.g. a goods category: nothing has a store, skip the circles
     ring: float | None = FIRST_RING_M
     if after is not None:  # nothing inside the cursor's distance is wanted
         ring = max(ring, chord_to_m(float(after[0])) * 1.5 + FIRST_RING_M)
@@ -445,12 +524,23 @@ def _by_distance(
         ):
             ring = radius_m  # the last circle: the whole radius (or everything)
         params = query.params()
-        if ring is not None and not query.filtered:
+        if ring is not None and not query.words:
+            # No keyword: the stores in the circle through the geo index, then the filters on
+            # their documents — a small circle holds few stores, and circles grow only as far
+            # as a page needs.
             geo_where = _geo_filter(query.place, ring, params)  # type: ignore[arg-type]
+            filters = []
+            if query.categories is not None:
+                filters.append("d.category_id IN :ids")
+                params["ids"] = query.categories
+            if query.kind is not None:
+                filters.append("d.kind = :kind")
+                params["kind"] = query.kind
             inner = (
                 f"SELECT {_COLUMNS}, 0 AS title_hit, g.d2 AS d2 FROM search_documents d JOIN"
                 f" (SELECT l.listing_id, MIN({_CHORD2}) AS d2 FROM search_locations l"
                 f" WHERE {geo_where} GROUP BY l.listing_id) AS g ON g.listing_id = d.listing_id"
+                + (" WHERE " + " AND ".join(filters) if filters else "")
             )
         else:
             source, where, _rank = query.match(params, radius_m=ring)
@@ -483,6 +573,17 @@ def _by_distance(
     return rows, lambda r: float(r.d2)
 
 
+def _any_located(session: Session, query: _Query) -> bool:
+    params = query.params()
+    source, where, _rank = query.match(params, near=True)
+    rows = _run(
+        session,
+        f"SELECT 1 AS one FROM {_fts_only(source)} WHERE {' AND '.join(where)} LIMIT 1",
+        params,
+    )
+    return bool(rows)
+
+
 def _by_column(
     session: Session,
     query: _Query,
@@ -497,7 +598,7 @@ def _by_column(
     if radius_m is not None and not query.filtered:
         source, where, _rank = _geo_only(query, radius_m, params)
     else:
-        source, where, _rank = query.match(params, radius_m=radius_m)
+        source, where, _rank = query.match(params, radius_m=radius_m, near=radius_m is not None)
         if radius_m is not None:
             params["max_c2"] = chord2(radius_m)
             where.append(_WITHIN)

@@ -1,7 +1,8 @@
 """search index: documents, locations and each database's full-text structure
 
-SQLite: an FTS5 table ``search_fts`` over the three token columns (rowid = rank_key), with
-``search_documents`` as its external content, kept in step by triggers. The ``ascii`` tokenizer
+SQLite: FTS5 tables ``search_fts`` (every document) and ``search_fts_near`` (documents with a
+location) over the three token columns (rowid = rank_key), with ``search_documents`` as their
+external content, kept in step by triggers. The ``ascii`` tokenizer
 splits only on ASCII separators, so each pre-segmented token, Han or not, stays exactly one FTS
 token; detail='column' keeps column filters (title only, tags only) and drops positions, which
 no query uses.
@@ -31,28 +32,37 @@ depends_on: str | Sequence[str] | None = None
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 COLUMNS = "title_tokens, other_tokens, tag_tokens"
 
-SQLITE_FTS = [
-    f"""CREATE VIRTUAL TABLE search_fts USING fts5(
-        {COLUMNS},
-        content='search_documents', content_rowid='rank_key',
-        tokenize='ascii', detail='column'
-    )""",
-    f"""CREATE TRIGGER search_fts_after_insert AFTER INSERT ON search_documents BEGIN
-        INSERT INTO search_fts(rowid, {COLUMNS})
-        VALUES (new.rank_key, new.title_tokens, new.other_tokens, new.tag_tokens);
-    END""",
-    f"""CREATE TRIGGER search_fts_after_delete AFTER DELETE ON search_documents BEGIN
-        INSERT INTO search_fts(search_fts, rowid, {COLUMNS})
-        VALUES ('delete', old.rank_key, old.title_tokens, old.other_tokens, old.tag_tokens);
-    END""",
-    f"""CREATE TRIGGER search_fts_after_update
-    AFTER UPDATE OF rank_key, {COLUMNS} ON search_documents BEGIN
-        INSERT INTO search_fts(search_fts, rowid, {COLUMNS})
-        VALUES ('delete', old.rank_key, old.title_tokens, old.other_tokens, old.tag_tokens);
-        INSERT INTO search_fts(rowid, {COLUMNS})
-        VALUES (new.rank_key, new.title_tokens, new.other_tokens, new.tag_tokens);
-    END""",
-]
+
+def _fts5_sync(table: str, when: str = "") -> list[str]:
+    """Triggers keeping an external-content FTS5 table in step with search_documents
+    (``when``: only rows where this holds, as ``{row}.column``)."""
+    new_when = f" WHERE {when.format(row='new')}" if when else ""
+    old_when = f" WHERE {when.format(row='old')}" if when else ""
+    insert = (
+        f"INSERT INTO {table}(rowid, {COLUMNS}) SELECT new.rank_key, new.title_tokens,"
+        f" new.other_tokens, new.tag_tokens{new_when};"
+    )
+    delete = (
+        f"INSERT INTO {table}({table}, rowid, {COLUMNS}) SELECT 'delete', old.rank_key,"
+        f" old.title_tokens, old.other_tokens, old.tag_tokens{old_when};"
+    )
+    return [
+        f"""CREATE VIRTUAL TABLE {table} USING fts5(
+            {COLUMNS},
+            content='search_documents', content_rowid='rank_key',
+            tokenize='ascii', detail='column'
+        )""",
+        f"CREATE TRIGGER {table}_after_insert AFTER INSERT ON search_documents"
+        f" BEGIN {insert} END",
+        f"CREATE TRIGGER {table}_after_delete AFTER DELETE ON search_documents"
+        f" BEGIN {delete} END",
+        f"CREATE TRIGGER {table}_after_update AFTER UPDATE OF rank_key, located, {COLUMNS}"
+        f" ON search_documents BEGIN {delete} {insert} END",
+    ]
+
+
+SQLITE_FTS = _fts5_sync("search_fts") + _fts5_sync("search_fts_near", "{row}.located")
+SQLITE_FTS_TABLES = ("search_fts", "search_fts_near")
 
 POSTGRES_FTS = [
     """ALTER TABLE search_documents
@@ -85,6 +95,7 @@ def upgrade() -> None:
         sa.Column("rating", sa.Float(), nullable=False),
         sa.Column("rating_count", sa.Integer(), nullable=False),
         sa.Column("popularity", sa.Float(), nullable=False),
+        sa.Column("located", sa.Boolean(), nullable=False),
         sa.Column("title_tokens", sa.Text(), nullable=False),
         sa.Column("other_tokens", sa.Text(), nullable=False),
         sa.Column("tag_tokens", sa.Text(), nullable=False),
@@ -162,9 +173,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
-        for trigger in ("insert", "delete", "update"):
-            op.execute(f"DROP TRIGGER IF EXISTS search_fts_after_{trigger}")
-        op.execute("DROP TABLE IF EXISTS search_fts")
+        for table in SQLITE_FTS_TABLES:
+            for trigger in ("insert", "delete", "update"):
+                op.execute(f"DROP TRIGGER IF EXISTS {table}_after_{trigger}")
+            op.execute(f"DROP TABLE IF EXISTS {table}")
     with op.batch_alter_table("search_locations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_search_locations_store_id"))
         batch_op.drop_index("ix_search_locations_band_lng")
