@@ -481,7 +481,7 @@ def _move(order: Order, action: str, now: datetime) -> None:
     order.updated_at = now
 
 
-def _holds(session: Session, lines: Iterable[OrderLine]) -> list[tuple[int, int]]:
+def holds_in_lock_order(session: Session, lines: Iterable[OrderLine]) -> list[tuple[int, int]]:
     """(hold id, item id) of the lines, sorted by item id: the fixed lock order."""
     hold_ids = [hid for line in lines for hid in line.hold_ids]
     if not hold_ids:
@@ -518,7 +518,7 @@ def _record_sales(session: Session, lines: Iterable[OrderLine]) -> None:
 def mark_paid(session: Session, orders: Sequence[Order], now: datetime) -> None:
     """Pending orders of a payment that has just succeeded: holds become sales, then hooks."""
     lines = lines_by_order(session, [o.id for o in orders])
-    for hold_id, _item in _holds(session, _flat(lines)):
+    for hold_id, _item in holds_in_lock_order(session, _flat(lines)):
         inventory.commit(session, hold_id)
     for order in orders:
         _move(order, "pay", now)
@@ -535,7 +535,7 @@ def cancel(session: Session, orders: Sequence[Order], reason: str, now: datetime
         order.cancelled_at = now
         order.cancel_reason = reason
     lines = lines_by_order(session, [o.id for o in orders])
-    for hold_id, _item in _holds(session, _flat(lines)):
+    for hold_id, _item in holds_in_lock_order(session, _flat(lines)):
         inventory.release(session, hold_id)
     session.flush()
     _notify(session, order_cancelled_listeners, orders, lines)
@@ -545,7 +545,7 @@ def revive(session: Session, orders: Sequence[Order], now: datetime) -> bool:
     """Money arrived for orders the timeout cancelled: hold everything again now, all or
     nothing, and mark them paid. False (and nothing changed) when the stock is gone."""
     lines = lines_by_order(session, [o.id for o in orders])
-    item_of = dict(_holds(session, _flat(lines)))  # the released holds' items
+    item_of = dict(holds_in_lock_order(session, _flat(lines)))  # the released holds' items
     wanted = sorted(
         (
             (item_of[hid], line.id, position, line)

@@ -383,9 +383,8 @@ def _after_refund_succeeded(session: Session, refund: Refund, now: datetime) -> 
         if unshipped_goods:
             # The units never left the warehouse: they can be sold again.
             lines = orders.lines_by_order(session, [order.id])[order.id]
-            for line in sorted(lines, key=lambda x: x.id):
-                for hold_id in line.hold_ids:
-                    inventory.give_back(session, hold_id)
+            for hold_id, _item_id in orders.holds_in_lock_order(session, lines):
+                inventory.give_back(session, hold_id)
     session.flush()
     for listener in refund_succeeded_listeners:
         listener(session, refund, order)
@@ -578,16 +577,32 @@ def _query_and_apply(
 
 def close_payment(session: Session, payment: Payment, reason: str, now: datetime) -> bool:
     """Close an unpaid payment (row locked by the caller) and cancel its orders. Idempotent."""
-    if payment.status not in PAYABLE:
-        return False
-    payment.status = PAYMENT_STATUS.next_state(payment.status, "close")
-    payment.closed_at = now
-    payment.close_reason = reason
-    payment.updated_at = now
-    orders.cancel(
-        session, orders.orders_of_payment(session, payment.id, status=PENDING_PAYMENT), reason, now
-    )
-    return True
+    return bool(close_payments(session, [payment], reason, now))
+
+
+def close_payments(
+    session: Session, payments: Sequence[Payment], reason: str, now: datetime
+) -> list[Payment]:
+    """Close unpaid payments (rows locked by the caller), cancel their orders and release the
+    holds of all of them in one item-id order (no deadlock with checkouts). Returns those
+    closed now; the others were not payable any more."""
+    closing = [p for p in payments if p.status in PAYABLE]
+    for payment in closing:
+        payment.status = PAYMENT_STATUS.next_state(payment.status, "close")
+        payment.closed_at = now
+        payment.close_reason = reason
+        payment.updated_at = now
+    if closing:
+        pending = session.scalars(
+            select(Order)
+            .where(
+                Order.payment_id.in_([p.id for p in closing]),
+                Order.status == PENDING_PAYMENT,
+            )
+            .order_by(Order.id)
+        ).all()
+        orders.cancel(session, pending, reason, now)
+    return closing
 
 
 def _close_at_provider(settings: Settings, provider_name: str, request: PaymentRequest) -> None:
@@ -639,11 +654,10 @@ def close_expired(
                 .limit(batch)
                 .with_for_update(skip_locked=True)
             ).all()
-            for payment in due:
-                if close_payment(session, payment, CANCELLED_BY_TIMEOUT, now):
-                    closed += 1
-                    if payment.started_at and payment.provider:
-                        started.append((payment.provider, payment_request(session, payment)))
+            for payment in close_payments(session, due, CANCELLED_BY_TIMEOUT, now):
+                closed += 1
+                if payment.started_at and payment.provider:
+                    started.append((payment.provider, payment_request(session, payment)))
         for provider_name, request in started:
             _close_at_provider(settings, provider_name, request)
         if len(due) < batch:
