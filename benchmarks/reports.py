@@ -23,17 +23,26 @@ What it does, per database (fresh, migrated):
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import random
-import sys
+import secrets
+import statistics
+import tempfile
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from o2o import migrate
 from o2o.money import split_proportionally
+from o2o.timeutil import CHINA_TZ
 
 CHUNK = 50_000
 TOPS: list[tuple[str, int, float]] = [
@@ -108,10 +117,10 @@ class PgWriter:
 
     def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         self.tables.add(table)
-        with self.conn.cursor() as cur:
-            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def finish(self) -> None:
         with self.conn.cursor() as cur:
@@ -702,19 +711,193 @@ def load(url: str, *, orders: int, visits: int, merchants: int, channels: int, s
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"))
 
 
-def _main_load_only() -> None:
-    url = sys.argv[1]
-    n = int(sys.argv[2])
-    migrate.upgrade(url)
-    t0 = time.perf_counter()
-    info = load(url, orders=n, visits=3 * n, merchants=200, channels=20, seed=1)
-    print(info, f"{time.perf_counter() - t0:.1f}s")
+# --- timing -----------------------------------------------------------------------------------
+
+
+SECRET = "bench-secret-" + "r" * 40
+
+
+def tokens(url: str, merchant_id: int) -> tuple[str, str]:
+    """An operator and the owner of ``merchant_id`` (made here: the history has no staff)."""
+    from o2o.accounts.models import User
+    from o2o.db import Database
+    from o2o.merchants.models import Membership
+    from o2o.security import issue_token
+
+    db = Database.from_url(url)
+    try:
+        with db.transaction() as session:
+            operator = User(phone="19900000001", name="运营", password_hash="x", is_admin=True)
+            owner = User(phone="19900000002", name="店主", password_hash="x")
+            session.add_all([operator, owner])
+            session.flush()
+            session.add(Membership(user_id=owner.id, merchant_id=merchant_id, role="owner"))
+            ids = operator.id, owner.id
+    finally:
+        db.dispose()
+    return issue_token(SECRET, ids[0], 24 * 3600), issue_token(SECRET, ids[1], 24 * 3600)
+
+
+def time_reports(
+    name: str, url: str, merchant_id: int, repeat: int, workdir: Path
+) -> list[dict[str, Any]]:
+    from fastapi.testclient import TestClient
+
+    from o2o.app import create_app
+    from o2o.config import Settings
+
+    operator, owner = tokens(url, merchant_id)
+    settings = Settings(
+        database_url=url, secret_key=SECRET, demo=False, data_dir=workdir, embedded_worker=False
+    )
+    today = datetime.now(CHINA_TZ).date()
+    results = []
+    with TestClient(create_app(settings)) as client:
+        for days in (30, 365):
+            window = f"from={today - timedelta(days=days - 1)}&to={today}"
+            for report, path, token in (
+                ("channels", "/api/v1/admin/reports/channels", operator),
+                ("models", "/api/v1/admin/reports/models", operator),
+                ("merchant summary", f"/api/v1/merchants/{merchant_id}/reports/summary", owner),
+            ):
+                for fmt in ("json", "csv"):
+                    url_ = f"{path}?{window}&format={fmt}"
+                    headers = {"Authorization": f"Bearer {token}"}
+
+                    def call(url_: str = url_, headers: dict[str, str] = headers) -> float:
+                        t0 = time.perf_counter()
+                        r = client.get(url_, headers=headers)
+                        elapsed = time.perf_counter() - t0
+                        assert r.status_code == 200, r.text[:500]
+                        return elapsed
+
+                    call()  # warm-up: caches, query plans
+                    seconds = statistics.median(call() for _ in range(repeat))
+                    target = (1.0 if name == "PostgreSQL" else 3.0) if days == 30 else 5.0
+                    results.append(
+                        {
+                            "db": name,
+                            "report": report,
+                            "format": fmt,
+                            "days": days,
+                            "seconds": seconds,
+                            "target": target,
+                        }
+                    )
+                    print(
+                        f"  {name:<10} {report:<17} {fmt:<4} {days:>3} days  {seconds:6.2f} s"
+                        f"  (target ≤ {target:g} s)",
+                        flush=True,
+                    )
+    return results
+
+
+@contextmanager
+def database(kind: str, args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str, bool]]:
+    """(url, needs loading): a fresh database, or the one named by --reuse-*."""
+    if kind == "sqlite":
+        if args.reuse_sqlite:
+            yield f"sqlite:///{args.reuse_sqlite}", False
+            return
+        path = Path(args.keep_sqlite) if args.keep_sqlite else workdir / "reports.db"
+        yield f"sqlite:///{path}", True
+        return
+    if args.reuse_pg:
+        yield args.reuse_pg, False
+        return
+    name = f"o2o_reports_bench_{secrets.token_hex(4)}"
+    admin = create_engine(
+        args.pg.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(args.pg).set(database=name).render_as_string(hide_password=False), True
+    finally:
+        if not args.keep_pg:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        else:
+            print(f"  kept PostgreSQL database {name}")
+        admin.dispose()
+
+
+def run(kind: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    name = "SQLite" if kind == "sqlite" else "PostgreSQL"
+    with database(kind, args, workdir) as (url, fresh):
+        biggest = args.merchant
+        if fresh:
+            print(f"\n== {name}: loading {args.orders:,} orders ==", flush=True)
+            t0 = time.perf_counter()
+            migrate.upgrade(url)
+            info = load(
+                url,
+                orders=args.orders,
+                visits=args.visits,
+                merchants=args.merchants,
+                channels=args.channels,
+                seed=args.seed,
+            )
+            biggest = biggest or info["biggest_merchant"]
+            print(
+                f"  loaded {info['orders']:,} orders, {info['lines']:,} lines,"
+                f" {info['vouchers']:,} vouchers, {info['refunds']:,} refunds,"
+                f" {info['visits']:,} visits in {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
+        else:
+            print(f"\n== {name}: reusing {url} ==", flush=True)
+            migrate.upgrade(url)
+        return time_reports(name, url, biggest or 1, args.repeat, workdir)
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print("\n| database | report | format | window | seconds (median) | target |")
+    print("|---|---|---|---:|---:|---|")
+    for r in results:
+        ok = "ok" if r["seconds"] <= r["target"] else "MISSED"
+        print(
+            f"| {r['db']} | {r['report']} | {r['format']} | {r['days']} days |"
+            f" {r['seconds']:.2f} | ≤ {r['target']:g} s {ok} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--visits", type=int, help="default: 3 per order")
+    parser.add_argument("--merchants", type=int, default=200)
+    parser.add_argument("--channels", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per report (median)")
+    parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("O2O_TEST_POSTGRES_URL"),
+        help="PostgreSQL server URL where a database may be created",
+    )
+    parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--keep-sqlite", metavar="PATH", help="load into this file and keep it")
+    parser.add_argument("--keep-pg", action="store_true", help="do not drop the database")
+    parser.add_argument("--reuse-sqlite", metavar="PATH", help="time an already loaded file")
+    parser.add_argument("--reuse-pg", metavar="URL", help="time an already loaded database")
+    parser.add_argument("--merchant", type=int, help="merchant of the summary (default: biggest)")
+    args = parser.parse_args()
+    args.visits = args.visits if args.visits is not None else 3 * args.orders
+
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="o2o-reports-bench-") as tmp:
+        if not args.no_sqlite:
+            results += run("sqlite", args, Path(tmp))
+        if (args.pg or args.reuse_pg) and not args.no_pg:
+            results += run("postgres", args, Path(tmp))
+        elif not args.no_pg:
+            print("\nPostgreSQL skipped: pass --pg URL or set O2O_TEST_POSTGRES_URL")
+    print_table(results)
 
 
 if __name__ == "__main__":
-    _main_load_only()
+    main()

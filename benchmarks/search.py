@@ -443,15 +443,13 @@ def bench_backend(
             f" in {t1 - t0:.1f} s",
             flush=True,
         )
+        _analyze(db)  # fresh statistics, as autovacuum (PostgreSQL) would have them
         tokens.warm_up()
         with db.transaction() as s:
             indexed = indexer.rebuild_all(s)
         t2 = time.perf_counter()
         print(f"indexed {indexed:,} searchable listings in {t2 - t1:.1f} s", flush=True)
-        with db.engine.connect() as conn:
-            # What autovacuum (PostgreSQL) or `PRAGMA optimize` (SQLite) keep up to date.
-            conn.exec_driver_sql("ANALYZE")
-            conn.commit()
+        _analyze(db)
 
         queries = make_queries(data, args.queries, args.seed + 1)
         warm = make_queries(data, 50, args.seed + 2)
@@ -474,6 +472,13 @@ def bench_backend(
             report.append({"db": name, "via": "HTTP", "mix": mix, "hits": hits / len(qs),
                            **percentiles(times)})
             _print_row(report[-1])
+
+
+def _analyze(db: Database) -> None:
+    """What autovacuum (PostgreSQL) or `PRAGMA optimize` (SQLite) keep up to date."""
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
 
 
 def _print_row(row: dict[str, Any]) -> None:

@@ -70,7 +70,8 @@ def _serve(url: str, cwd: Path, workers: int) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
+        # Generous: a busy CI box can take a while to import and fork two API processes.
+        for _ in range(1200):
             try:
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break
@@ -80,7 +81,7 @@ def _serve(url: str, cwd: Path, workers: int) -> Iterator[str]:
                 raise AssertionError(proc.stdout.read().decode() if proc.stdout else "exited")
             time.sleep(0.1)
         else:
-            raise AssertionError("server did not become ready in 30 s")
+            raise AssertionError("server did not become ready in 120 s")
         yield base
     finally:
         proc.terminate()

@@ -43,7 +43,9 @@ def one_code(world: Any, *, stores: list[int] | None = None) -> str:
 
 
 def refusal(text: str) -> str | None:
-    match = re.search(r'data-refusal="([a-z_]+)"[^>]*>\s*<strong>无法核销</strong><br>([^<]*)<', text)
+    match = re.search(
+        r'data-refusal="([a-z_]+)"[^>]*>\s*<strong>无法核销</strong><br>([^<]*)<', text
+    )
     return f"{match.group(1)}: {html.unescape(match.group(2)).strip()}" if match else None
 
 
@@ -136,7 +138,10 @@ def test_each_refusal_has_its_message(pages: PageClient, world: Any, api: Any) -
     pages.sign_in(world.a.manager_id)
     # Unknown / malformed.
     for typed in ("0000 0000 0000", "abc"):
-        assert refusal(look(pages, world, typed).text) == "voucher_not_found: 未找到券码，请核对后重新输入"
+        assert (
+            refusal(look(pages, world, typed).text)
+            == "voucher_not_found: 未找到券码，请核对后重新输入"
+        )
         r = confirm(pages, world, typed)
         assert refusal(r.text) == "voucher_not_found: 未找到券码，请核对后重新输入"
 

@@ -47,6 +47,10 @@ def test_search_finds_the_deal_with_price_and_original_price(
     assert f'href="/l/{listing_id}"' in r.text
     assert "¥50.00" in r.text and "<del" in r.text and "¥100.00" in r.text
     # Filters narrow: no goods match.
+    # The filter form sends "" for 全部/不限.
+    empty = {"q": "火锅", "kind": "", "category_id": "", "sort": "", "radius_m": ""}
+    r = pages.get("/search", params=empty)
+    assert r.status_code == 200 and f'href="/l/{listing_id}"' in r.text
     r = pages.get("/search", params={"q": "火锅", "kind": "goods"})
     assert f'href="/l/{listing_id}"' not in r.text
     # Bad input is a page, never a 500.
@@ -62,7 +66,14 @@ def test_listing_page_shows_rules_stores_and_map_link(pages: PageClient, world: 
     set_listing(world.db, listing_id, refund_anytime=True)
     r = pages.sign_in(world.consumer_id).get(f"/l/{listing_id}")
     assert r.status_code == 200, r.text
-    for text in ("有效期", "随时退", "过期自动退", "需预约", "立即购买", "https://uri.amap.com/marker"):
+    for text in (
+        "有效期",
+        "随时退",
+        "过期自动退",
+        "需预约",
+        "立即购买",
+        "https://uri.amap.com/marker",
+    ):
         assert text in r.text, text
     assert pages.get("/l/999999999").status_code == 404
     assert pages.get("/l/99999999999999999999999").status_code in (404, 422)

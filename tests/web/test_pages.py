@@ -159,6 +159,9 @@ def test_every_page_route_that_changes_something_checks_csrf(
         "store_id": world.a.store_ids[1],
         "user_id": world.a.clerk_id,
         "category_id": world.category_id,
+        # Consumer order pages (consumer_shop.py): any value, the CSRF check comes first.
+        "order_no": "N0",
+        "code": "000000000000",
     }
     routes = _post_routes()
     assert ("POST", "/login") in routes and ("POST", "/admin/merchants/{merchant_id}/approve") in (

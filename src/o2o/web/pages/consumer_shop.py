@@ -75,11 +75,14 @@ def search_page(
     page: PageDep,
     q: Annotated[str, Query(max_length=200)] = "",
     kind: Annotated[Literal["", "service", "goods"], Query()] = "",
-    category_id: Annotated[Id | None, Query()] = None,
+    # Strings: the filter form sends "" for 全部/不限.
+    category: Annotated[str, Query(alias="category_id", pattern=r"^\d{0,9}$")] = "",
     sort: Annotated[Literal["", "relevance", "distance", "sales", "price", "rating"], Query()] = "",
-    radius_m: Annotated[int | None, Query(ge=100, le=search_service.MAX_RADIUS_M)] = None,
+    radius: Annotated[str, Query(alias="radius_m", pattern=r"^\d{0,6}$")] = "",
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
+    category_id = int(category) if category else None
+    radius_m = min(max(int(radius), 100), search_service.MAX_RADIUS_M) if radius else None
     location = _location(page)
     with page.read() as session:
         tree = merchants.category_tree(session)
@@ -151,7 +154,7 @@ def _deals_section(page: PageContext) -> SlotItem | None:
         "consumer/_deal_cards.html",
         {
             "title": "附近团购",
-            "items": found["items"],
+            "results": found["items"],
             "more": "/search?kind=service&sort=distance",
             "format_distance": format_distance,
         },
@@ -168,7 +171,7 @@ def _popular_goods(page: PageContext) -> SlotItem | None:
         "consumer/_deal_cards.html",
         {
             "title": "热门商品",
-            "items": found["items"],
+            "results": found["items"],
             "more": "/search?kind=goods&sort=sales",
             "format_distance": format_distance,
         },
