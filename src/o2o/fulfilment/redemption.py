@@ -242,6 +242,15 @@ _REDEEM = (
     )
 )
 _AUDIT = insert(RedemptionAttempt.__table__)
+_PREVIEW = (
+    _voucher_query()
+    .add_columns(User.phone)
+    .join(User, User.id == _V.user_id)
+    .where(_V.code == bindparam("code"), _V.merchant_id == bindparam("m_id"))
+)
+_UNUSED_OF_LINE = select(func.count()).where(
+    _V.order_line_id == bindparam("line_id"), _V.status == UNUSED
+)
 
 
 def preview(
@@ -253,23 +262,14 @@ def preview(
     rules = rules or redemption_settings()
     role = actor.require_staff(merchant_id)  # not staff: 403, nothing to audit
     try:
-        ensure_not_throttled(db, merchant_id, actor.user_id, rules)
         code = normalize_code(raw_code)
         row = None
-        if code is not None:
-            with db.transaction(readonly=True) as session:
-                row = session.execute(
-                    _voucher_query()
-                    .add_columns(User.phone)
-                    .join(User, User.id == _V.user_id)
-                    .where(_V.code == code, _V.merchant_id == merchant_id)
-                ).first()
-                if row is not None:
-                    unused_of_line = session.scalar(
-                        select(func.count()).where(
-                            _V.order_line_id == row.order_line_id, _V.status == UNUSED
-                        )
-                    )
+        with db.transaction(readonly=True) as session:
+            check_throttle(session, merchant_id, actor.user_id, rules)
+            if code is not None:
+                row = session.execute(_PREVIEW, {"code": code, "m_id": merchant_id}).first()
+            if row is not None:
+                unused_of_line = session.scalar(_UNUSED_OF_LINE, {"line_id": row.order_line_id})
         if row is None:
             raise not_found()
         if role.role == CLERK and not set(row.store_ids or []) & role.store_ids:
@@ -533,9 +533,7 @@ def undo(
     try:
         with db.transaction() as session:
             row = (
-                session.execute(
-                    _voucher_query().where(_V.code == code, _V.merchant_id == merchant_id)
-                ).first()
+                session.execute(_BY_CODE, {"code": code, "m_id": merchant_id}).first()
                 if code
                 else None
             )

@@ -86,6 +86,8 @@ def _merge(items: Sequence[CartItem]) -> list[CartItem]:
     """The same listing/SKU/slot twice in one cart is one line with the quantities added."""
     merged: dict[tuple[int, int | None, int | None], int] = {}
     for item in items:
+        if item.quantity < 1:
+            raise ValidationFailed("购买数量至少为 1", field="items")
         key = (item.listing_id, item.sku_id, item.slot_id)
         merged[key] = merged.get(key, 0) + item.quantity
     result = []

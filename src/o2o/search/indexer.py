@@ -181,12 +181,7 @@ def reindex_listings(session: Session, listing_ids: Iterable[int], *, replace: b
     indexed = 0
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
-        if replace:
-            session.execute(
-                delete(SearchLocation)
-                .where(SearchLocation.listing_id.in_(chunk))
-                .execution_options(synchronize_session=False)
-            )
+        if replace:  # locations go with their documents (ON DELETE CASCADE)
             session.execute(
                 delete(SearchDocument)
                 .where(SearchDocument.listing_id.in_(chunk))
@@ -246,9 +241,10 @@ def _index_chunk(session: Session, chunk: Sequence[int], texts: _Texts) -> int:
             other.extend(texts.tokens(s.district))
             other.extend(texts.tokens(s.address))
         liked = popularity(r.sales_count, rating, r.rating_count)
+        key = rank_key(liked, r.id)
         documents.append(
             {
-                "rank_key": rank_key(liked, r.id),
+                "rank_key": key,
                 "listing_id": r.id,
                 "merchant_id": r.merchant_id,
                 "merchant_name": r.name,
@@ -274,7 +270,10 @@ def _index_chunk(session: Session, chunk: Sequence[int], texts: _Texts) -> int:
             x, y, z = unit_vector(s.lat, s.lng)
             locations.append(
                 {
+                    "rank_key": key,
                     "listing_id": r.id,
+                    "category_id": r.category_id,
+                    "kind": r.kind,
                     "store_id": s.id,
                     "store_name": s.name,
                     "lat": s.lat,

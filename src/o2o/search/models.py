@@ -71,6 +71,10 @@ class SearchDocument(Base):
 class SearchLocation(Base):
     """Where a searchable listing can be used: one row per active store of the listing.
 
+    Keyed by the document's rank_key (what the inverted index returns), so testing whether a
+    candidate is near needs no document lookup; category and kind ride along so "category
+    near me" filters inside the geo index.
+
     ``lat_band`` (floor(lat × 100), bands of ~1.1 km) leads the geo index, so a radius query is
     a handful of index range scans (one per band, each on the longitude window) instead of one
     scan over a whole latitude strip. ``x, y, z`` is the point on the unit sphere: the squared
@@ -82,21 +86,33 @@ class SearchLocation(Base):
     __table_args__ = (
         # Covering: a radius scan reads everything it needs from the index.
         Index(
-            "ix_search_locations_band_lng", "lat_band", "lng", "lat", "x", "y", "z", "listing_id"
+            "ix_search_locations_geo",
+            "lat_band",
+            "lng",
+            "lat",
+            "x",
+            "y",
+            "z",
+            "category_id",
+            "kind",
+            "rank_key",
         ),
-        # SQLite: clustered by (listing_id, store_id), so "the stores of this listing" (exact
-        # distance of a candidate) is one b-tree seek instead of an index seek plus row fetch.
+        # SQLite: clustered by (rank_key, store_id), so "the stores of this candidate" is one
+        # b-tree seek instead of an index seek plus a row fetch.
         {"sqlite_with_rowid": False},
     )
 
-    listing_id: Mapped[int] = mapped_column(
+    rank_key: Mapped[int] = mapped_column(
         BigIntId,
-        ForeignKey("search_documents.listing_id", ondelete="CASCADE"),
+        ForeignKey("search_documents.rank_key", ondelete="CASCADE"),
         primary_key=True,
     )
     store_id: Mapped[int] = mapped_column(
         ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    listing_id: Mapped[int] = mapped_column(BigIntId)
+    category_id: Mapped[int] = mapped_column(BigIntId)
+    kind: Mapped[str] = mapped_column(String(10))
     store_name: Mapped[str] = mapped_column(String(100))
     lat: Mapped[float] = mapped_column(Float)
     lng: Mapped[float] = mapped_column(Float)

@@ -143,8 +143,17 @@ _COLUMNS = (
     " d.merchant_id, d.merchant_name, d.sales, d.rating, d.rating_count, d.popularity"
 )
 _CHORD2 = "((l.x - :px) * (l.x - :px) + (l.y - :py) * (l.y - :py) + (l.z - :pz) * (l.z - :pz))"
-_NEAREST = f"(SELECT MIN({_CHORD2}) FROM search_locations l WHERE l.listing_id = d.listing_id)"
-_WITHIN = f"EXISTS (SELECT 1 FROM search_locations l WHERE l.listing_id = d.listing_id AND {_CHORD2} <= :max_c2)"
+_NEAREST = f"(SELECT MIN({_CHORD2}) FROM search_locations l WHERE l.rank_key = d.rank_key)"
+
+
+def _within(rank: str) -> str:
+    """SQL: the document ranked ``rank`` has a store within :max_c2."""
+    return (
+        f"EXISTS (SELECT 1 FROM search_locations l WHERE l.rank_key = {rank}"
+        f" AND {_CHORD2} <= :max_c2)"
+    )
+
+
 # Text tiers of relevance, best first (see _Query.match); score = 2, 1, 0 + popularity.
 TIERS = ("words", "title", "rest")
 # Relevance cursors carry (tier, rank_key) in one integer: rank_key < 2^61.
@@ -326,7 +335,7 @@ def search(
         rows, last_value = _by_column(session, query, radius_m, sort, after, limit)
 
     page, more = rows[:limit], len(rows) > limit
-    nearest = _nearest_stores(session, [r.listing_id for r in page], place) if place else {}
+    nearest = _nearest_stores(session, [r.rank_key for r in page], place) if place else {}
     items = [
         {
             "listing_id": r.listing_id,
@@ -335,7 +344,7 @@ def search(
             "price_fen": r.price_fen,
             "original_price_fen": r.original_price_fen,
             "merchant": {"id": r.merchant_id, "name": r.merchant_name},
-            "nearest_store": nearest.get(r.listing_id),
+            "nearest_store": nearest.get(r.rank_key),
             "sales": r.sales,
             "score": round(r.title_hit + r.popularity, 6),
             "rating": round(r.rating, 1) if r.rating_count else None,
@@ -459,7 +468,7 @@ def _tier_rows(
         where, rank = [], "f.rk"
     if geo != "none":
         params["max_c2"] = chord2(radius_m)  # type: ignore[arg-type]
-        where.append(_WITHIN)
+        where.append(_within(rank))
     params["limit"] = need
     hit = {"words": 2, "title": 1}.get(tier, 0)
     sql = (
@@ -496,8 +505,8 @@ def _geo_only(query: _Query, radius_m: float, params: dict[str, Any]) -> tuple[s
     """Documents with a store in the circle, found through the (lat_band, lng) index."""
     geo_where = _geo_filter(query.place, radius_m, params)  # type: ignore[arg-type]
     source = (
-        "search_documents d JOIN (SELECT DISTINCT l.listing_id FROM search_locations l"
-        f" WHERE {geo_where}) AS g ON g.listing_id = d.listing_id"
+        "search_documents d JOIN (SELECT DISTINCT l.rank_key FROM search_locations l"
+        f" WHERE {geo_where}) AS g ON g.rank_key = d.rank_key"
     )
     return source, [], "d.rank_key"
 
@@ -529,18 +538,16 @@ def _by_distance(
             # their documents — a small circle holds few stores, and circles grow only as far
             # as a page needs.
             geo_where = _geo_filter(query.place, ring, params)  # type: ignore[arg-type]
-            filters = []
             if query.categories is not None:
-                filters.append("d.category_id IN :ids")
+                geo_where += " AND l.category_id IN :ids"
                 params["ids"] = query.categories
             if query.kind is not None:
-                filters.append("d.kind = :kind")
+                geo_where += " AND l.kind = :kind"
                 params["kind"] = query.kind
             inner = (
                 f"SELECT {_COLUMNS}, 0 AS title_hit, g.d2 AS d2 FROM search_documents d JOIN"
-                f" (SELECT l.listing_id, MIN({_CHORD2}) AS d2 FROM search_locations l"
-                f" WHERE {geo_where} GROUP BY l.listing_id) AS g ON g.listing_id = d.listing_id"
-                + (" WHERE " + " AND ".join(filters) if filters else "")
+                f" (SELECT l.rank_key, MIN({_CHORD2}) AS d2 FROM search_locations l"
+                f" WHERE {geo_where} GROUP BY l.rank_key) AS g ON g.rank_key = d.rank_key"
             )
         else:
             source, where, _rank = query.match(params, radius_m=ring)
@@ -601,7 +608,7 @@ def _by_column(
         source, where, _rank = query.match(params, radius_m=radius_m, near=radius_m is not None)
         if radius_m is not None:
             params["max_c2"] = chord2(radius_m)
-            where.append(_WITHIN)
+            where.append(_within("d.rank_key"))
     inner = f"SELECT {_COLUMNS}, {query.title_hit(params)} AS title_hit FROM {source}" + (
         " WHERE " + " AND ".join(where) if where else ""
     )
@@ -639,30 +646,26 @@ def _geo_filter(place: Place, radius_m: float, params: dict[str, Any]) -> str:
 
 
 def _nearest_stores(
-    session: Session, listing_ids: list[int], place: Place
+    session: Session, rank_keys: list[int], place: Place
 ) -> dict[int, dict[str, Any]]:
-    if not listing_ids:
+    """rank_key → the nearest store of that document (haversine, metres)."""
+    if not rank_keys:
         return {}
     rows = _run(
         session,
-        "SELECT listing_id, store_id, store_name, lat, lng FROM search_locations"
-        " WHERE listing_id IN :ids",
-        {"ids": listing_ids},
+        "SELECT rank_key, store_id, store_name, lat, lng FROM search_locations"
+        " WHERE rank_key IN :ids",
+        {"ids": rank_keys},
     )
-    best: dict[int, dict[str, Any]] = {}
+    best: dict[int, tuple[float, int, str]] = {}
     for r in rows:
-        distance = geo.haversine_m(place.lat, place.lng, r.lat, r.lng)
-        current = best.get(r.listing_id)
-        if current is None or (distance, r.store_id) < (current["_d"], current["id"]):
-            best[r.listing_id] = {
-                "id": r.store_id,
-                "name": r.store_name,
-                "distance_m": round(distance),
-                "_d": distance,
-            }
-    for value in best.values():
-        del value["_d"]
-    return best
+        candidate = (geo.haversine_m(place.lat, place.lng, r.lat, r.lng), r.store_id, r.store_name)
+        if r.rank_key not in best or candidate < best[r.rank_key]:
+            best[r.rank_key] = candidate
+    return {
+        key: {"id": store_id, "name": name, "distance_m": round(distance)}
+        for key, (distance, store_id, name) in best.items()
+    }
 
 
 # --- stores ---------------------------------------------------------------------------------
@@ -712,26 +715,22 @@ def nearby_stores(
         params["ids"] = _descendants(session, category_id)
         where.append(
             "(m.category_id IN :ids OR EXISTS (SELECT 1 FROM search_locations l"
-            " JOIN search_documents d ON d.listing_id = l.listing_id"
-            " WHERE l.store_id = s.id AND d.category_id IN :ids))"
+            " WHERE l.store_id = s.id AND l.category_id IN :ids))"
         )
     listing_match = "0"
     if words:
         if postgres:
             matching = (
-                "SELECT listing_id FROM search_documents"
-                " WHERE fts_text @@ to_tsquery('simple', :tsq)"
+                "SELECT rank_key FROM search_documents"
+                " WHERE fts_text @@ to_tsquery('simple', :tsq) AND located"
             )
             params["tsq"] = tok.tsquery(words)
         else:
-            matching = (
-                "SELECT d.listing_id FROM search_fts JOIN search_documents d"
-                " ON d.rank_key = search_fts.rowid WHERE search_fts MATCH :match"
-            )
+            matching = "SELECT rowid FROM search_fts_near WHERE search_fts_near MATCH :match"
             params["match"] = "{title_tokens other_tokens} : (" + tok.fts5_query(words) + ")"
         listing_match = (
             "CASE WHEN EXISTS (SELECT 1 FROM search_locations l WHERE l.store_id = s.id"
-            f" AND l.listing_id IN ({matching})) THEN 1 ELSE 0 END"
+            f" AND l.rank_key IN ({matching})) THEN 1 ELSE 0 END"
         )
     rows = _run(
         session,

@@ -129,9 +129,11 @@ class QueryWord:
     whole: tuple[Term, ...]
 
 
-def _han_word(word: str) -> QueryWord:
-    parts = [word]
-    if len(word) > 2:
+def _han_word(word: str, cut: list[str]) -> QueryWord:
+    """A Han query word (``cut``: how jieba cut it) and the terms that find it."""
+    parts = cut if len(cut) > 1 else [word]
+    if len(cut) == 1 and len(word) > 2:
+        # A compound jieba knows whole: its dictionary parts, if they cover it.
         found = [
             p for p in jieba_module().cut_for_search(word, HMM=False) if 2 <= len(p) < len(word)
         ]
@@ -143,11 +145,34 @@ def _han_word(word: str) -> QueryWord:
                 start = word.find(part, start + 1)
         if found and len(covered) == len(word):
             parts = found
-    substring = tuple(
-        dict.fromkeys(Term(b) for p in parts for b in (bigrams(p) if len(p) > 1 else [p]))
-    )
+    if len(cut) > 1:
+        # Single characters glued to a neighbour (海岸+城, 老+火锅): the word as typed.
+        substring = tuple(Term(b) for b in dict.fromkeys(bigrams(word)))
+    else:
+        substring = tuple(
+            dict.fromkeys(Term(b) for p in parts for b in (bigrams(p) if len(p) > 1 else [p]))
+        )
     whole = tuple(Term(p + WORD_MARK) for p in dict.fromkeys(parts))
     return QueryWord(word, substring, whole)
+
+
+def _glue_singles(cut: list[str]) -> list[list[str]]:
+    """Attach each single character jieba left alone to the next word (else the previous):
+    重庆/老/火锅 → 重庆, 老火锅; 海岸/城 → 海岸城; 洗/剪/吹 → 洗剪吹."""
+    groups: list[list[str]] = []
+    pending: list[str] = []
+    for word in cut:
+        if len(word) == 1:
+            pending.append(word)
+            continue
+        groups.append([*pending, word])
+        pending = []
+    if pending:
+        if groups:
+            groups[-1].extend(pending)
+        else:
+            groups.append(pending)
+    return groups
 
 
 def parse_query(q: str) -> list[QueryWord]:
@@ -156,27 +181,17 @@ def parse_query(q: str) -> list[QueryWord]:
     seen: set[str] = set()
     jieba = jieba_module()
     for piece in _pieces(normalize(q)):
-        if not is_han(piece):
-            words = [piece]
+        if is_han(piece):
+            groups = _glue_singles(list(jieba.cut(piece, HMM=False)))
+            words = [("".join(g), g) for g in groups]
         else:
-            # Rejoin runs of single characters jieba could not place: 洗/剪/吹 → 洗剪吹.
-            words, single = [], ""
-            for word in jieba.cut(piece, HMM=False):
-                if len(word) == 1:
-                    single += word
-                    continue
-                if single:
-                    words.append(single)
-                    single = ""
-                words.append(word)
-            if single:
-                words.append(single)
-        for word in words:
+            words = [(piece, [piece])]
+        for word, cut in words:
             if word in seen:
                 continue
             seen.add(word)
             if is_han(word):
-                result.append(_han_word(word))
+                result.append(_han_word(word, cut))
             else:
                 term = (Term(word, prefix=True),)
                 result.append(QueryWord(word, term, term))

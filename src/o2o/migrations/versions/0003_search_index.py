@@ -132,8 +132,11 @@ def upgrade() -> None:
 
     op.create_table(
         "search_locations",
-        sa.Column("listing_id", ID, nullable=False),
+        sa.Column("rank_key", ID, nullable=False),
         sa.Column("store_id", ID, nullable=False),
+        sa.Column("listing_id", ID, nullable=False),
+        sa.Column("category_id", ID, nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
         sa.Column("store_name", sa.String(length=100), nullable=False),
         sa.Column("lat", sa.Float(), nullable=False),
         sa.Column("lng", sa.Float(), nullable=False),
@@ -142,9 +145,9 @@ def upgrade() -> None:
         sa.Column("y", sa.Float(), nullable=False),
         sa.Column("z", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["listing_id"],
-            ["search_documents.listing_id"],
-            name=op.f("fk_search_locations_listing_id_search_documents"),
+            ["rank_key"],
+            ["search_documents.rank_key"],
+            name=op.f("fk_search_locations_rank_key_search_documents"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
@@ -153,13 +156,13 @@ def upgrade() -> None:
             name=op.f("fk_search_locations_store_id_stores"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("listing_id", "store_id", name=op.f("pk_search_locations")),
+        sa.PrimaryKeyConstraint("rank_key", "store_id", name=op.f("pk_search_locations")),
         sqlite_with_rowid=False,
     )
     with op.batch_alter_table("search_locations", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_search_locations_band_lng",
-            ["lat_band", "lng", "lat", "x", "y", "z", "listing_id"],
+            "ix_search_locations_geo",
+            ["lat_band", "lng", "lat", "x", "y", "z", "category_id", "kind", "rank_key"],
             unique=False,
         )
         batch_op.create_index(
@@ -179,7 +182,7 @@ def downgrade() -> None:
             op.execute(f"DROP TABLE IF EXISTS {table}")
     with op.batch_alter_table("search_locations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_search_locations_store_id"))
-        batch_op.drop_index("ix_search_locations_band_lng")
+        batch_op.drop_index("ix_search_locations_geo")
 
     op.drop_table("search_locations")
     with op.batch_alter_table("search_documents", schema=None) as batch_op:

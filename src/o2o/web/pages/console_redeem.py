@@ -108,10 +108,11 @@ def _preview_refusal(
         )
     if status == REFUNDED:
         return Refusal("voucher_refunded", "该券码已退款，不能核销")
-    if status == EXPIRED or preview["valid_until"] <= now:
+    if status == EXPIRED:
         return Refusal("voucher_expired", "该券码已过期，不能核销")
     if store_id is not None and store_id not in preview["store_ids"]:
         return Refusal("store_not_valid_for_voucher", "该券不能在本店使用")
+    # Same order as redeem: a booked slot's window first (its validity ends with the slot).
     slot = preview["slot"]
     if slot is not None and slot["starts_at"] is not None:
         msg = _slot_message(
@@ -119,6 +120,8 @@ def _preview_refusal(
         )
         if msg:
             return Refusal("slot_not_now", msg)
+    if preview["valid_until"] <= now:
+        return Refusal("voucher_expired", "该券码已过期，不能核销")
     return None
 
 
