@@ -291,6 +291,8 @@ def served(url: str, workers: int) -> Iterator[str]:
                 "--log-level",
                 "warning",
                 "--no-access-log",
+                "--timeout-keep-alive",
+                "60",
             ],
             cwd=cwd,
             env=env,
@@ -342,11 +344,16 @@ async def _http_load(
                     "shipping_address": ADDRESS,
                 }
                 t0 = time.perf_counter()
-                r = await client.post(
-                    "/api/v1/checkout",
-                    json=body,
-                    headers={**headers, "Idempotency-Key": secrets.token_hex(12)},
-                )
+                try:
+                    r = await client.post(
+                        "/api/v1/checkout",
+                        json=body,
+                        headers={**headers, "Idempotency-Key": secrets.token_hex(12)},
+                    )
+                except httpx.TransportError as exc:  # counted, not fatal: the run goes on
+                    key = type(exc).__name__
+                    statuses[key] = statuses.get(key, 0) + 1  # type: ignore[index]
+                    continue
                 if r.status_code == 201:
                     latencies.append(time.perf_counter() - t0)
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1

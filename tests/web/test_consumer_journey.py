@@ -15,7 +15,7 @@ from tests.web.conftest import login, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
-DEAL = "重庆老火锅4人套餐"  # 蜀香居重庆老火锅's deal without a per-user limit (the demo consumer has used up the 双人套餐 one)
+DEAL = "重庆老火锅4人套餐"  # 蜀香居's deal with no per-user limit (demo used up 双人套餐's)
 
 
 def expect(locator: Any) -> Any:

@@ -78,18 +78,16 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    Integer,
     and_,
     case,
+    distinct,
     func,
-    literal,
     or_,
     select,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from o2o.catalog.models import Listing
 from o2o.channels.models import Channel, Visit
 from o2o.errors import NotFound, ValidationFailed
 from o2o.fulfilment.models import Voucher
@@ -97,6 +95,7 @@ from o2o.merchants.models import Category, Merchant
 from o2o.money import BASIS_POINTS, format_yuan
 from o2o.orders.models import GOODS, SERVICE, Checkout, Order, OrderLine
 from o2o.payments.models import REFUND_SUCCEEDED, Refund
+from o2o.reports import facts
 from o2o.reports.schemas import (
     ChannelRow,
     ChannelsReport,
@@ -183,14 +182,8 @@ def _div_round(numerator: int, denominator: int) -> int:
     return (2 * numerator + denominator) // (2 * denominator) if denominator > 0 else 0
 
 
-def _commission(amount: Any, bp: Any) -> ColumnElement[int]:
-    """``o2o.money.apply_rate`` in SQL: (amount · bp + 5000) / 10000, integer division (both
-    databases truncate integer division; the operands are never negative)."""
-    return (amount * bp + BASIS_POINTS // 2) // BASIS_POINTS
-
-
-def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return case((condition, 1), else_=0)
+_commission = facts.commission
+_flag = facts.flag
 
 
 def _int(value: Any) -> int:
@@ -272,43 +265,30 @@ def channels_report(session: Session, window: Window) -> ChannelsReport:
     ):
         of(code or DIRECT).checkouts += _int(n)
 
-    paid = Order.paid_at.is_not(None)
+    f = facts.facts_relation(window.since, window.until)
+    first_paid = f.c.is_primary * f.c.paid  # 1 on one row of each paid order
     for row in session.execute(
         select(
-            Order.channel,
-            func.count(),
-            func.sum(_flag(paid)),
-            func.sum(case((paid, Order.payable_fen), else_=0)),
-            func.sum(_flag(and_(paid, Order.kind == GOODS, Order.completed_at.is_not(None)))),
-            func.sum(_flag(and_(paid, Order.refunded_fen > 0))),
-            func.sum(case((paid, Order.refunded_fen), else_=0)),
-        )
-        .where(window.contains(Order.created_at))
-        .group_by(Order.channel)
+            f.c.channel,
+            func.sum(f.c.is_primary),
+            func.sum(first_paid),
+            func.sum(f.c.paid * f.c.order_payable_fen),
+            func.sum(first_paid * f.c.consumed),
+            func.sum(first_paid * f.c.received),
+            func.sum(f.c.paid * f.c.vouchers_redeemed),
+            func.sum(_flag(and_(first_paid == 1, f.c.order_refunded_fen > 0))),
+            func.sum(f.c.paid * f.c.order_refunded_fen),
+        ).group_by(f.c.channel)
     ):
         c = of(row[0] or DIRECT)
         c.orders += _int(row[1])
         c.paid_orders += _int(row[2])
         c.gmv_fen += _int(row[3])
-        c.goods_received_orders += _int(row[4])
-        c.refunded_orders += _int(row[5])
-        c.refunded_fen += _int(row[6])
-
-    redeemed = (
-        select(Order.channel.label("channel"), Voucher.order_id, func.count().label("n"))
-        .join(Voucher, Voucher.order_id == Order.id)
-        .where(window.contains(Order.created_at), Voucher.status == "redeemed")
-        .group_by(Order.channel, Voucher.order_id)
-        .subquery()
-    )
-    for code, vouchers, orders in session.execute(
-        select(redeemed.c.channel, func.sum(redeemed.c.n), func.count()).group_by(
-            redeemed.c.channel
-        )
-    ):
-        c = of(code or DIRECT)
-        c.vouchers_redeemed += _int(vouchers)
-        c.service_consumed_orders += _int(orders)
+        c.service_consumed_orders += _int(row[4]) - _int(row[5])
+        c.goods_received_orders += _int(row[5])
+        c.vouchers_redeemed += _int(row[6])
+        c.refunded_orders += _int(row[7])
+        c.refunded_fen += _int(row[8])
 
     rows: list[ChannelRow] = []
     for channel in channels:
@@ -440,159 +420,90 @@ def _category_groups(session: Session, category_id: int | None) -> _Groups:
     return _Groups(tree, shown, category_id is not None)
 
 
-def _line_rollup(
-    session: Session,
-    window: Window,
-    groups: _Groups,
-    by: str,
-    merchant_id: int | None,
-) -> dict[tuple[Any, str], _ModelCounts]:
-    """Order-line figures per (row, model): ``by`` is "category", "merchant" or "total"."""
-    tree = groups.tree
-    paid = Order.paid_at.is_not(None)
-    received = and_(Order.kind == GOODS, Order.completed_at.is_not(None))
-    key: Any = {
-        "category": tree.c.group_id,
-        "merchant": Order.merchant_id,
-        "total": literal(0, Integer),
-    }[by]
-    per_order = (
-        select(
-            key.label("g"),
-            Order.kind.label("kind"),
-            Order.user_id.label("user_id"),
-            func.max(_flag(paid)).label("paid"),
-            func.max(_flag(Order.shipped_at.is_not(None))).label("shipped"),
-            func.max(_flag(received)).label("received"),
-            func.sum(OrderLine.amount_fen).label("amount"),
-            func.sum(OrderLine.refunded_fen).label("refunded"),
-            func.sum(
-                case(
-                    (
-                        received,
-                        _commission(
-                            OrderLine.amount_fen - OrderLine.refunded_fen, OrderLine.commission_bp
-                        ),
-                    ),
-                    else_=0,
-                )
-            ).label("commission"),
-        )
-        .select_from(OrderLine)
-        .join(Order, Order.id == OrderLine.order_id)
-        .where(window.contains(Order.created_at))
-        .group_by(Order.id, key, Order.kind, Order.user_id)
-    )
-    if by == "category" or groups.filtered:
-        per_order = per_order.join(Listing, Listing.id == OrderLine.listing_id).join(
-            tree, tree.c.category_id == Listing.category_id
-        )
-    if merchant_id is not None:
-        per_order = per_order.where(Order.merchant_id == merchant_id)
-    o = per_order.subquery("per_order")
-    per_buyer = (
-        select(
-            o.c.g,
-            o.c.kind,
-            func.count().label("orders"),
-            func.sum(o.c.paid).label("paid_orders"),
-            func.sum(o.c.paid * o.c.amount).label("gmv"),
-            func.sum(o.c.paid * o.c.refunded).label("refunded"),
-            func.sum(o.c.shipped).label("shipped"),
-            func.sum(o.c.received).label("received"),
-            func.sum(o.c.commission).label("commission"),
-        )
-        .group_by(o.c.g, o.c.kind, o.c.user_id)
-        .subquery("per_buyer")
-    )
-    b = per_buyer.c
-    result: dict[tuple[Any, str], _ModelCounts] = {}
-    for row in session.execute(
-        select(
-            b.g,
-            b.kind,
-            func.sum(b.orders),
-            func.sum(b.paid_orders),
-            func.sum(b.gmv),
-            func.sum(b.refunded),
-            func.sum(_flag(b.paid_orders >= 1)),
-            func.sum(_flag(b.paid_orders >= 2)),
-            func.sum(b.shipped),
-            func.sum(b.received),
-            func.sum(b.commission),
-        ).group_by(b.g, b.kind)
-    ):
-        result[(row[0], row[1])] = _ModelCounts(
-            orders=_int(row[2]),
-            paid_orders=_int(row[3]),
-            gmv_fen=_int(row[4]),
-            refunded_fen=_int(row[5]),
-            buyers=_int(row[6]),
-            repeat_buyers=_int(row[7]),
-            shipped_orders=_int(row[8]),
-            received_orders=_int(row[9]),
-            commission_fen=_int(row[10]),
-        )
-    return result
-
-
-def _voucher_rollup(
-    session: Session,
-    window: Window,
-    groups: _Groups,
-    by: str,
-    merchant_id: int | None,
-) -> dict[Any, tuple[int, int, int, int]]:
-    """Per row: vouchers issued, redeemed, refunded and the commission on the redeemed ones."""
-    tree = groups.tree
-    redeemed = Voucher.status == "redeemed"
-    key: Any = {
-        "category": tree.c.group_id,
-        "merchant": Order.merchant_id,
-        "total": literal(0, Integer),
-    }[by]
-    query = (
-        select(
-            key,
-            func.count(),
-            func.sum(_flag(redeemed)),
-            func.sum(_flag(Voucher.status == "refunded")),
-            func.sum(
-                case((redeemed, _commission(Voucher.amount_fen, OrderLine.commission_bp)), else_=0)
-            ),
-        )
-        .select_from(Voucher)
-        .join(Order, Order.id == Voucher.order_id)
-        .join(OrderLine, OrderLine.id == Voucher.order_line_id)
-        .where(window.contains(Order.created_at))
-        .group_by(key)
-    )
-    if by == "category" or groups.filtered:
-        query = query.join(Listing, Listing.id == Voucher.listing_id).join(
-            tree, tree.c.category_id == Listing.category_id
-        )
-    if merchant_id is not None:
-        query = query.where(Order.merchant_id == merchant_id)
-    return {
-        row[0]: (_int(row[1]), _int(row[2]), _int(row[3]), _int(row[4]))
-        for row in session.execute(query)
-    }
-
-
 def _rollup(
     session: Session, window: Window, groups: _Groups, by: str, merchant_id: int | None
 ) -> dict[Any, dict[str, _ModelCounts]]:
+    """Figures per (row, model) from the facts; ``by`` is "category", "merchant" or "total".
+
+    Three levels: fact rows → per (row, model, buyer) → per (row, model). Orders are counted
+    as distinct order ids (an order can have lines in several categories); buyers are the
+    per-buyer rows with a paid order, repeat buyers those with two or more."""
+    f = facts.facts_relation(window.since, window.until, merchant_id)
+    keys: list[Any] = {
+        "category": [groups.tree.c.group_id],
+        "merchant": [f.c.merchant_id],
+        "total": [],
+    }[by]
+    order_id = f.c.order_id
+    per_buyer = select(
+        *(k.label(f"g{i}") for i, k in enumerate(keys)),
+        f.c.kind.label("kind"),
+        func.count(distinct(order_id)).label("orders"),
+        func.count(distinct(case((f.c.paid == 1, order_id)))).label("paid_orders"),
+        func.sum(f.c.paid * f.c.amount_fen).label("gmv"),
+        func.sum(f.c.paid * f.c.refunded_fen).label("refunded"),
+        func.count(distinct(case((f.c.shipped == 1, order_id)))).label("shipped"),
+        func.count(distinct(case((f.c.received == 1, order_id)))).label("received"),
+        func.sum(f.c.vouchers_issued).label("issued"),
+        func.sum(f.c.vouchers_redeemed).label("redeemed"),
+        func.sum(f.c.vouchers_refunded).label("vouchers_refunded"),
+        func.sum(f.c.commission_fen).label("commission"),
+    ).select_from(f)
+    if by == "category" or groups.filtered:
+        per_buyer = per_buyer.join(groups.tree, groups.tree.c.category_id == f.c.category_id)
+    per_buyer = per_buyer.group_by(*keys, f.c.kind, f.c.user_id)
+    b = per_buyer.subquery("per_buyer")
+    outer_keys = [b.c[f"g{i}"] for i in range(len(keys))]
     result: dict[Any, dict[str, _ModelCounts]] = {}
-    for (g, kind), counts in _line_rollup(session, window, groups, by, merchant_id).items():
-        result.setdefault(g, {})[kind] = counts
-    for g, (issued, redeemed, refunded, commission) in _voucher_rollup(
-        session, window, groups, by, merchant_id
-    ).items():
-        counts = result.setdefault(g, {}).setdefault(SERVICE, _ModelCounts())
-        counts.vouchers_issued = issued
-        counts.vouchers_redeemed = redeemed
-        counts.vouchers_refunded = refunded
-        counts.commission_fen += commission
+    for row in session.execute(
+        select(
+            *outer_keys,
+            b.c.kind,
+            func.sum(b.c.orders),
+            func.sum(b.c.paid_orders),
+            func.sum(b.c.gmv),
+            func.sum(b.c.refunded),
+            func.sum(_flag(b.c.paid_orders >= 1)),
+            func.sum(_flag(b.c.paid_orders >= 2)),
+            func.sum(b.c.shipped),
+            func.sum(b.c.received),
+            func.sum(b.c.issued),
+            func.sum(b.c.redeemed),
+            func.sum(b.c.vouchers_refunded),
+            func.sum(b.c.commission),
+        ).group_by(*outer_keys, b.c.kind)
+    ):
+        values = list(row)
+        key = values.pop(0) if keys else 0
+        kind = values.pop(0)
+        (
+            orders,
+            paid,
+            gmv,
+            refunded,
+            buyers,
+            repeat,
+            shipped,
+            received,
+            issued,
+            redeemed,
+            v_refunded,
+            commission,
+        ) = (_int(v) for v in values)
+        result.setdefault(key, {})[kind] = _ModelCounts(
+            orders=orders,
+            paid_orders=paid,
+            gmv_fen=gmv,
+            refunded_fen=refunded,
+            buyers=buyers,
+            repeat_buyers=repeat,
+            shipped_orders=shipped,
+            received_orders=received,
+            vouchers_issued=issued,
+            vouchers_redeemed=redeemed,
+            vouchers_refunded=v_refunded,
+            commission_fen=commission,
+        )
     return result
 
 

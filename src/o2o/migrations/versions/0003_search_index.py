@@ -52,10 +52,8 @@ def _fts5_sync(table: str, when: str = "") -> list[str]:
             content='search_documents', content_rowid='rank_key',
             tokenize='ascii', detail='column'
         )""",
-        f"CREATE TRIGGER {table}_after_insert AFTER INSERT ON search_documents"
-        f" BEGIN {insert} END",
-        f"CREATE TRIGGER {table}_after_delete AFTER DELETE ON search_documents"
-        f" BEGIN {delete} END",
+        f"CREATE TRIGGER {table}_after_insert AFTER INSERT ON search_documents BEGIN {insert} END",
+        f"CREATE TRIGGER {table}_after_delete AFTER DELETE ON search_documents BEGIN {delete} END",
         f"CREATE TRIGGER {table}_after_update AFTER UPDATE OF rank_key, located, {COLUMNS}"
         f" ON search_documents BEGIN {delete} {insert} END",
     ]
@@ -126,7 +124,9 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_search_documents_merchant_id"), ["merchant_id"], unique=False
         )
-        batch_op.create_index("ix_search_documents_price", ["price_fen", "listing_id"], unique=False)
+        batch_op.create_index(
+            "ix_search_documents_price", ["price_fen", "listing_id"], unique=False
+        )
         batch_op.create_index("ix_search_documents_rating", ["rating", "listing_id"], unique=False)
         batch_op.create_index("ix_search_documents_sales", ["sales", "listing_id"], unique=False)
 
