@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from o2o.errors import Conflict, ValidationFailed
@@ -93,14 +93,22 @@ def available_by_item(session: Session, item_ids: Sequence[int]) -> dict[int, in
     return dict(rows.tuples().all())
 
 
+# Built once, as a Core statement: checkout runs it for every item it holds, and the ORM's
+# bulk-update machinery (plus building the expression each time) cost more than the SQL.
+_items = InventoryItem.__table__
+_TAKE = (
+    _items.update()
+    .where(_items.c.id == bindparam("item_id"), _items.c.available >= bindparam("quantity"))
+    .values(
+        available=_items.c.available - bindparam("quantity"),
+        held=_items.c.held + bindparam("quantity"),
+    )
+)
+
+
 def try_take(session: Session, item_id: int, quantity: int) -> bool:
     """The conditional decrement: available → held, only if enough is available."""
-    result = session.execute(
-        update(InventoryItem)
-        .where(InventoryItem.id == item_id, InventoryItem.available >= quantity)
-        .values(available=InventoryItem.available - quantity, held=InventoryItem.held + quantity)
-        .execution_options(synchronize_session=False)
-    )
+    result = session.execute(_TAKE, {"item_id": item_id, "quantity": quantity})
     return result.rowcount == 1
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from o2o.accounts.models import User
@@ -98,27 +98,43 @@ def _merge(items: Sequence[CartItem]) -> list[CartItem]:
     return result
 
 
+# The hot path's statements, built once (SQLAlchemy then only looks up the compiled form).
+_PRELOAD = (
+    select(Listing, Merchant, Category)
+    .join(Merchant, Merchant.id == Listing.merchant_id)
+    .outerjoin(Category, Category.id == Listing.category_id)
+    .where(Listing.id.in_(bindparam("listing_ids", expanding=True)))
+    .options(joinedload(Listing.store_links))
+)
+_PRELOAD_WITH_SKUS = _PRELOAD.add_columns(Sku).outerjoin(
+    Sku,
+    and_(Sku.listing_id == Listing.id, Sku.id.in_(bindparam("sku_ids", expanding=True))),
+)
+_PRELOAD_SLOTS = select(TimeSlot).where(TimeSlot.id.in_(bindparam("slot_ids", expanding=True)))
+_INSERT_CHECKOUT = insert(Checkout.__table__).returning(Checkout.__table__.c.id)
+_INSERT_PAYMENT = insert(Payment.__table__).returning(Payment.__table__.c.id)
+_INSERT_ORDERS = insert(Order.__table__).returning(
+    Order.__table__.c.id, sort_by_parameter_order=True
+)
+_INSERT_HOLDS = insert(InventoryHold.__table__).returning(
+    InventoryHold.__table__.c.id, sort_by_parameter_order=True
+)
+_INSERT_LINES = insert(OrderLine.__table__)
+
+
 def _preload(session: Session, items: Sequence[CartItem]) -> list[Any]:
     """Load every listing (with merchant, category, stores and the chosen SKU) in one query,
     and the slots in another, so the catalogue's ``resolve_purchase`` — the one place that
     says what can be bought — finds them in the identity map instead of querying one by one."""
-    listing_ids = sorted({i.listing_id for i in items})
+    params: dict[str, Any] = {"listing_ids": sorted({i.listing_id for i in items})}
     sku_ids = sorted({i.sku_id for i in items if i.sku_id is not None})
-    stmt = (
-        select(Listing, Merchant, Category)
-        .join(Merchant, Merchant.id == Listing.merchant_id)
-        .outerjoin(Category, Category.id == Listing.category_id)
-        .where(Listing.id.in_(listing_ids))
-        .options(joinedload(Listing.store_links))
-    )
     if sku_ids:
-        stmt = stmt.add_columns(Sku).outerjoin(
-            Sku, and_(Sku.listing_id == Listing.id, Sku.id.in_(sku_ids))
-        )
-    loaded: list[Any] = list(session.execute(stmt).unique().all())
+        params["sku_ids"] = sku_ids
+    stmt = _PRELOAD_WITH_SKUS if sku_ids else _PRELOAD
+    loaded: list[Any] = list(session.execute(stmt, params).unique().all())
     slot_ids = sorted({i.slot_id for i in items if i.slot_id is not None})
     if slot_ids:
-        loaded.extend(session.scalars(select(TimeSlot).where(TimeSlot.id.in_(slot_ids))))
+        loaded.extend(session.scalars(_PRELOAD_SLOTS, {"slot_ids": slot_ids}))
     return loaded  # the identity map holds objects weakly: the caller keeps them alive
 
 
@@ -231,7 +247,7 @@ def checkout(
 
     checkout_no = new_checkout_no()
     checkout_id = session.execute(
-        insert(Checkout.__table__).returning(Checkout.__table__.c.id),
+        _INSERT_CHECKOUT,
         {
             "checkout_no": checkout_no,
             "user_id": user_id,
@@ -242,7 +258,7 @@ def checkout(
     ).scalar_one()
     payment_no = new_payment_no()
     payment_id = session.execute(
-        insert(Payment.__table__).returning(Payment.__table__.c.id),
+        _INSERT_PAYMENT,
         {
             "payment_no": payment_no,
             "checkout_id": checkout_id,
@@ -258,12 +274,7 @@ def checkout(
     for row in order_rows:
         row["checkout_id"] = checkout_id
         row["payment_id"] = payment_id
-    order_ids = list(
-        session.scalars(
-            insert(Order.__table__).returning(Order.__table__.c.id, sort_by_parameter_order=True),
-            order_rows,
-        )
-    )
+    order_ids = list(session.scalars(_INSERT_ORDERS, order_rows))
 
     # Hold records first (status "held"), the decrements they stand for last.
     hold_rows: list[dict[str, Any]] = []
@@ -284,14 +295,7 @@ def checkout(
             hold_of.append((index, position))
     hold_ids: list[int] = []
     if hold_rows:
-        hold_ids = list(
-            session.scalars(
-                insert(InventoryHold.__table__).returning(
-                    InventoryHold.__table__.c.id, sort_by_parameter_order=True
-                ),
-                hold_rows,
-            )
-        )
+        hold_ids = list(session.scalars(_INSERT_HOLDS, hold_rows))
     line_holds: dict[int, list[int]] = {}
     for (index, _position), hold_id in zip(hold_of, hold_ids, strict=True):
         line_holds.setdefault(index, []).append(hold_id)
@@ -315,7 +319,7 @@ def checkout(
                 "refunded_fen": 0,
             }
         )
-    session.execute(insert(OrderLine.__table__), line_rows)
+    session.execute(_INSERT_LINES, line_rows)
 
     # The hot part: conditional decrements in item-id order, then commit (by the caller).
     needed: dict[int, int] = {}
