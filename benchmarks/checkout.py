@@ -322,6 +322,7 @@ async def _http_load(
     seconds: float,
     pick: Callable[[], tuple[int, int]],
     max_orders: int | None,
+    idempotency_keys: bool = True,
 ) -> tuple[Result, dict[int, int]]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -348,7 +349,9 @@ async def _http_load(
                     r = await client.post(
                         "/api/v1/checkout",
                         json=body,
-                        headers={**headers, "Idempotency-Key": secrets.token_hex(12)},
+                        headers={**headers, "Idempotency-Key": secrets.token_hex(12)}
+                        if idempotency_keys
+                        else headers,
                     )
                 except httpx.TransportError as exc:  # counted, not fatal: the run goes on
                     key = type(exc).__name__
@@ -403,7 +406,13 @@ def count_orders(url: str) -> int:
 
 
 def run(
-    kind: str, admin_url: str, clients: int, seconds: float, workers: int | None, rounds: int
+    kind: str,
+    admin_url: str,
+    clients: int,
+    seconds: float,
+    workers: int | None,
+    rounds: int,
+    idempotency_keys: bool = True,
 ) -> dict:
     workers = workers or (2 if kind == "postgres" else 1)
     report: dict = {
@@ -412,6 +421,7 @@ def run(
         "seconds": seconds,
         "rounds": rounds,
         "api_processes": workers,
+        "idempotency_keys": idempotency_keys,
         "load_average_before": os.getloadavg()[0],
     }
     with fresh_database(kind, admin_url) as url:
@@ -431,7 +441,9 @@ def run(
             for _ in range(rounds):
                 for name, (pick_item, pick) in variants.items():
                     bare = ceiling(seeded, clients, seconds, pick_item)
-                    result, statuses = http_load(base, seeded, clients, seconds, pick, None)
+                    result, statuses = http_load(
+                        base, seeded, clients, seconds, pick, None, idempotency_keys
+                    )
                     runs[name].append((bare, result, statuses))
             for name, rows in runs.items():
                 # the round with the median ratio, reported whole
@@ -491,6 +503,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=None, help="API processes")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved ceiling/HTTP rounds")
+    parser.add_argument(
+        "--no-idempotency-key",
+        action="store_true",
+        help="send checkouts without Idempotency-Key (to see what the key costs)",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw report as JSON")
     args = parser.parse_args()
     report = run(args.db, args.pg_admin_url, args.clients, args.seconds, args.workers, args.rounds)
@@ -500,6 +517,7 @@ def main() -> None:
     print(
         f"\n{report['db']}: {report['clients']} clients, {report['seconds']:.0f}s per run, "
         f"{report['rounds']} rounds (median shown), {report['api_processes']} API process(es), "
+        f"Idempotency-Key {'on' if report['idempotency_keys'] else 'off'}, "
         f"load average {report['load_average_before']:.1f} → {report['load_average_after']:.1f}"
     )
     print(
