@@ -510,7 +510,15 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the raw report as JSON")
     args = parser.parse_args()
-    report = run(args.db, args.pg_admin_url, args.clients, args.seconds, args.workers, args.rounds)
+    report = run(
+        args.db,
+        args.pg_admin_url,
+        args.clients,
+        args.seconds,
+        args.workers,
+        args.rounds,
+        idempotency_keys=not args.no_idempotency_key,
+    )
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return

@@ -3,8 +3,8 @@
 The history (``history``) is written straight into the tables, with times in China time, so that
 every expected figure below can be worked out on paper from this docstring:
 
-Categories: 美食 (world.category_id, 6%) with child 火锅 (6%); 数码 (3%).
-Listings: L1 A service 火锅 ¥100 · L2 A goods 美食 ¥30 · L3 B goods 数码 ¥500 · L5 B goods 数码 ¥20 ·
+Categories: 美食 (world.category_id, 6%) with child 火锅 (6%); 数码 (3%) with child 配件 (3%).
+Listings: L1 A service 火锅 ¥100 · L2 A goods 美食 ¥30 · L3 B goods 数码 ¥500 · L5 B goods 配件 ¥20 ·
 L4 B service 数码 ¥80. Channels: wx, poster, idle (never used). Users u1, u2, u3.
 Window: 2026-03-01 .. 2026-03-02 (China time).
 
@@ -26,14 +26,16 @@ and 03-03 00:00:00 (both outside); poster — v4 03-01 12:30.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import itertools
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from o2o.catalog.models import Listing
 from o2o.channels.models import Channel, Visit
@@ -41,12 +43,21 @@ from o2o.fulfilment.models import Voucher
 from o2o.merchants.models import Category
 from o2o.orders.models import Checkout, Order, OrderLine
 from o2o.payments.models import Payment, Refund
-from o2o.reports import csv_export, service
+from o2o.reports import csv_export, facts, service
+from o2o.reports import jobs as report_jobs
+from o2o.reports.models import ReportOrderFact
 from o2o.reports.service import Window, make_window, rate
 from o2o.timeutil import CHINA_TZ
 from tests.support import make_user
 
 WINDOW = "from=2026-03-01&to=2026-03-02"
+_spec = importlib.util.spec_from_file_location(
+    "migration_0008",
+    Path(__file__).parents[1] / "src/o2o/migrations/versions/0008_reports_aggregates.py",
+)
+assert _spec and _spec.loader
+MIGRATION = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(MIGRATION)
 _numbers = itertools.count(1)
 
 
@@ -225,12 +236,15 @@ def history(world: Any) -> History:
         digital = Category(name="数码", commission_bp=300, sort_order=1)
         s.add_all([hotpot, digital])
         s.flush()
-        h.ids.update(food=food, hotpot=hotpot.id, digital=digital.id)
+        accessory = Category(parent_id=digital.id, name="配件", commission_bp=300)
+        s.add(accessory)
+        s.flush()
+        h.ids.update(food=food, hotpot=hotpot.id, digital=digital.id, accessory=accessory.id)
         _listing(s, "L1", h, a, "service", hotpot.id, 10000)
         _listing(s, "L2", h, a, "goods", food, 3000)
         _listing(s, "L3", h, b, "goods", digital.id, 50000, fee=1000)
         _listing(s, "L4", h, b, "service", digital.id, 8000)
-        _listing(s, "L5", h, b, "goods", digital.id, 2000)
+        _listing(s, "L5", h, b, "goods", accessory.id, 2000)
         u1, u2, u3 = (make_user(s, name=n).id for n in ("u1", "u2", "u3"))
         h.ids.update(u1=u1, u2=u2, u3=u3)
         wx = Channel(code="wx", name="微信入口", kind="superapp_entry")
@@ -655,6 +669,54 @@ def test_models_report_drills_into_a_category(api: Any, world: Any, history: His
         FOOD_O2O,
         FOOD_GOODS,
     )
+    digital = history.ids["digital"]
+    body = get_json(api, world, f"/api/v1/admin/reports/models?{WINDOW}&category_id={digital}")
+    rows = {r["name"]: r for r in body["categories"]}
+    assert list(rows) == ["配件", "数码（本类目）"]
+    # 配件: L5 of O7 only, refunded in full after receipt: commission 3% of 0.
+    assert metrics(rows["配件"]["goods"]) == (
+        1,
+        1,
+        1.0,
+        2000,
+        2000,
+        2000,
+        1.0,
+        1,
+        0,
+        0.0,
+        0,
+        0,
+        0,
+        None,
+        1,
+        1,
+        1.0,
+        0,
+    )
+    # 数码 itself: L3 of O5 (refunded, never shipped) and O7 (received): 3% of 50000.
+    assert metrics(rows["数码（本类目）"]["goods"]) == (
+        2,
+        2,
+        1.0,
+        100000,
+        50000,
+        50000,
+        0.5,
+        2,
+        0,
+        0.0,
+        0,
+        0,
+        0,
+        None,
+        1,
+        1,
+        1.0,
+        1500,
+    )
+    # O7 is in both rows but once in the total.
+    assert metrics(body["total"]["goods"]) == DIGITAL_GOODS
     hotpot = history.ids["hotpot"]
     body = get_json(api, world, f"/api/v1/admin/reports/models?{WINDOW}&category_id={hotpot}")
     assert [r["name"] for r in body["categories"]] == ["火锅（本类目）"]
@@ -948,3 +1010,166 @@ def test_empty_reports(api: Any, world: Any) -> None:
     body = get_json(api, world, f"/api/v1/merchants/{world.a.id}/reports/summary", role="owner")
     assert len(body["days"]) == service.DEFAULT_SPAN_DAYS
     assert body["total"]["net_fen"] == 0
+
+
+# --- stored facts == live computation ---------------------------------------------------------
+
+
+def _all_reports(db: Any, history: History) -> list[Any]:
+    """Every report over the history, as plain data (``generated_at`` left out)."""
+    window = make_window(date(2026, 2, 20), date(2026, 3, 10))
+    out = []
+    with db.transaction(readonly=True) as s:
+        reports = [
+            service.channels_report(s, window),
+            service.models_report(s, window, min_sample=1),
+            service.models_report(s, window, category_id=history.ids["food"], min_sample=1),
+            service.models_report(s, window, merchant_id=history.ids["merchant_b"], min_sample=1),
+            service.models_report(
+                s, window, category_id=history.ids["digital"], merchant_id=history.ids["merchant_b"]
+            ),
+        ]
+    for report in reports:
+        out.append(report.model_dump(mode="json", exclude={"generated_at"}))
+    return out
+
+
+def _facts_state(db: Any) -> tuple[int, int]:
+    with db.transaction(readonly=True) as s:
+        return (
+            facts.dirty_count(s),
+            int(s.scalar(select(func.count()).select_from(ReportOrderFact)) or 0),
+        )
+
+
+def _assert_stored_equals_live(db: Any, history: History) -> list[Any]:
+    """The reports now (stored facts + dirty orders live) == after the job stored everything
+    == with every order computed live."""
+    mixed = _all_reports(db, history)
+    facts.refresh_all(db, batch=3)  # small batches: several job runs
+    assert _facts_state(db)[0] == 0
+    stored = _all_reports(db, history)
+    with db.transaction() as s:
+        facts.mark_all_dirty(s)
+    assert _facts_state(db)[1] == 0
+    live = _all_reports(db, history)
+    assert mixed == stored == live
+    facts.refresh_all(db)
+    return live
+
+
+def test_stored_facts_equal_the_live_computation(world: Any, history: History) -> None:
+    db = world.db
+    history.ids["merchant_b"] = world.b.id
+    # The history was written after the migration: every order is dirty, nothing stored.
+    assert _facts_state(db) == (8, 0)
+    before = _assert_stored_equals_live(db, history)
+    assert _facts_state(db) == (0, 9)  # O7 has lines in two leaf categories (数码, 配件)
+
+    # Changes made by any code path mark the order and drop its facts in the same transaction.
+    with db.transaction() as s:
+        v3 = s.scalar(select(Voucher).where(Voucher.order_id == history.ids["O2"]))
+        v3.status, v3.redeemed_at = "redeemed", cst(3, 3, 12)
+    assert _facts_state(db) == (1, 8)
+    with db.transaction() as s:
+        s.get(Order, history.ids["O3"]).refunded_fen = 3000
+        line = s.scalar(select(OrderLine).where(OrderLine.order_id == history.ids["O3"]))
+        line.refunded_fen = 3000
+    assert _facts_state(db)[0] == 2
+    after = _assert_stored_equals_live(db, history)
+    assert after != before
+
+    # A listing moved to another category: its orders are marked (O3 and O4 for L2).
+    with db.transaction() as s:
+        s.get(Listing, history.ids["L2"]).category_id = history.ids["digital"]
+    assert _facts_state(db)[0] == 2
+    _assert_stored_equals_live(db, history)
+
+    # A category under a new parent (火锅 under 数码): every order is marked.
+    with db.transaction() as s:
+        s.get(Category, history.ids["hotpot"]).parent_id = history.ids["digital"]
+    assert _facts_state(db) == (8, 0)
+    moved = _assert_stored_equals_live(db, history)
+    digital = next(r for r in moved[1]["categories"] if r["name"] == "数码")
+    assert digital["o2o"]["orders"] == 4  # O1 O2 O8 (火锅) + O6 (in this wider window)
+
+    # A change that leaves the figures alone still leaves them right.
+    with db.transaction() as s:
+        s.get(Order, history.ids["O5"]).note = "备注"
+    assert _facts_state(db)[0] == 1
+    _assert_stored_equals_live(db, history)
+
+
+def test_new_orders_are_counted_before_the_job_runs(api: Any, world: Any, history: History) -> None:
+    facts.refresh_all(world.db)
+    with world.db.transaction() as s:
+        c = _checkout(s, history.ids["u2"], "wx", cst(3, 2, 8), 10000, cst(3, 2, 8, 1))
+        _order(
+            s,
+            "O9",
+            history,
+            checkout=c,
+            merchant_id=world.a.id,
+            user_id=history.ids["u2"],
+            kind="service",
+            channel="wx",
+            created=cst(3, 2, 8),
+            paid=cst(3, 2, 8, 1),
+            lines=[("L1", 1, 10000, 600, 0)],
+        )
+    assert _facts_state(world.db)[0] == 1
+    body = get_json(api, world, f"/api/v1/admin/reports/channels?{WINDOW}")
+    wx = next(r for r in body["rows"] if r["channel_code"] == "wx")
+    assert (wx["orders"], wx["paid_orders"], wx["gmv_fen"]) == (5, 5, 99000)
+
+
+def test_the_job_stores_facts(world: Any, db: Any, settings: Any, history: History) -> None:
+    from o2o import worker
+
+    assert "report_facts" in {j.name for j in worker.load_jobs()}
+    assert report_jobs.report_facts(db, settings) == 8
+    assert report_jobs.report_facts(db, settings) == 0
+    with db.transaction(readonly=True) as s:
+        rows = {(f.order_id, f.category_id): f for f in s.scalars(select(ReportOrderFact))}
+    o7 = [rows[k] for k in rows if k[0] == history.ids["O7"]]
+    # L3 in 数码 (the primary row: the smaller category id), L5 in 配件; both under 数码.
+    ids = history.ids
+    assert sorted(
+        (
+            f.category_id,
+            f.top_category_id,
+            f.is_primary,
+            f.is_top_primary,
+            f.amount_fen,
+            f.refunded_fen,
+            f.order_payable_fen,
+            f.order_refunded_fen,
+            f.commission_fen,
+            f.received,
+            f.consumed,
+        )
+        for f in o7
+    ) == [
+        (ids["digital"], ids["digital"], 1, 1, 50000, 0, 53000, 2000, 1500, 1, 1),
+        (ids["accessory"], ids["digital"], 0, 0, 2000, 2000, 0, 0, 0, 1, 1),
+    ]
+    o1 = rows[(history.ids["O1"], history.ids["hotpot"])]
+    assert (
+        o1.top_category_id,
+        o1.vouchers_issued,
+        o1.vouchers_redeemed,
+        o1.vouchers_refunded,
+        o1.commission_fen,
+        o1.consumed,
+    ) == (history.ids["food"], 2, 1, 1, 600, 1)
+
+
+def test_the_triggers_exist_at_head(db: Any) -> None:
+    """A later SQLite batch rebuild of one of these tables would drop them silently."""
+    if db.dialect == "sqlite":
+        query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'report_%'"
+    else:
+        query = "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'report_%'"
+    with db.engine.connect() as conn:
+        names = {row[0] for row in conn.exec_driver_sql(query)}
+    assert names == set(MIGRATION.TRIGGERS)

@@ -61,10 +61,13 @@ def run_once(
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise ValidationFailed("Idempotency-Key 格式无效", field="Idempotency-Key")
     request_hash = fingerprint(payload)
-    for _attempt in range(3):
-        stored = _stored(db, scope, key)
-        if stored is not None:
-            return _replay(stored, request_hash)
+    for attempt in range(3):
+        # A new key is the common case: claim it at once; look for a stored answer only after
+        # the claim failed (a replay, or a duplicate that was in flight).
+        if attempt:
+            stored = _stored(db, scope, key)
+            if stored is not None:
+                return _replay(stored, request_hash)
         try:
             with db.transaction() as session:
                 record = IdempotencyRecord(scope=scope, key=key, request_hash=request_hash)

@@ -29,6 +29,7 @@ from sqlalchemy.sql import ColumnElement, Select
 from o2o.catalog.models import Listing
 from o2o.db import Database
 from o2o.fulfilment.models import Voucher
+from o2o.merchants.models import Category
 from o2o.money import BASIS_POINTS
 from o2o.orders.models import GOODS, Order, OrderLine
 from o2o.reports.models import ReportDirtyOrder, ReportOrderFact
@@ -38,6 +39,8 @@ BATCH = 2_000
 COLUMNS = (
     "order_id",
     "category_id",
+    "top_category_id",
+    "is_top_primary",
     "created_at",
     "merchant_id",
     "kind",
@@ -91,7 +94,11 @@ def fact_rows(orders: OrderFilter, *extra: ColumnElement[bool]) -> Select[Any]:
         .subquery("line_vouchers")
     )
     received = and_(Order.kind == GOODS, Order.completed_at.is_not(None))
+    tops = top_categories()
     is_primary = Listing.category_id == func.min(Listing.category_id).over(partition_by=Order.id)
+    is_top_primary = Listing.category_id == func.min(Listing.category_id).over(
+        partition_by=(Order.id, tops.c.top_id)
+    )
     redeemed_in_order = func.sum(func.coalesce(func.sum(vouchers.c.redeemed), 0)).over(
         partition_by=Order.id
     )
@@ -99,6 +106,8 @@ def fact_rows(orders: OrderFilter, *extra: ColumnElement[bool]) -> Select[Any]:
         select(
             Order.id.label("order_id"),
             Listing.category_id.label("category_id"),
+            tops.c.top_id.label("top_category_id"),
+            flag(is_top_primary).label("is_top_primary"),
             Order.created_at.label("created_at"),
             Order.merchant_id.label("merchant_id"),
             Order.kind.label("kind"),
@@ -135,10 +144,26 @@ def fact_rows(orders: OrderFilter, *extra: ColumnElement[bool]) -> Select[Any]:
         .select_from(Order)
         .join(OrderLine, OrderLine.order_id == Order.id)
         .join(Listing, Listing.id == OrderLine.listing_id)
+        .join(tops, tops.c.category_id == Listing.category_id)
         .outerjoin(vouchers, vouchers.c.line_id == OrderLine.id)
         .where(orders(Order.id), *extra)
         # Every selected order column depends on orders.id (its primary key).
-        .group_by(Order.id, Listing.category_id)
+        .group_by(Order.id, Listing.category_id, tops.c.top_id)
+    )
+
+
+def top_categories() -> Any:
+    """(category_id, top_id): every category and the top-level category above it (a recursive
+    CTE over the category tree)."""
+    cats = Category.__table__
+    tree = (
+        select(cats.c.id.label("category_id"), cats.c.id.label("top_id"))
+        .where(cats.c.parent_id.is_(None))
+        .cte("top_categories", recursive=True)
+    )
+    child = cats.alias("child")
+    return tree.union_all(
+        select(child.c.id, tree.c.top_id).where(child.c.parent_id == tree.c.category_id)
     )
 
 

@@ -4,7 +4,7 @@ need on other domains' tables (declared here so that the models match the migrat
 ``report_order_facts`` holds one row per (order, leaf category of its lines) with everything the
 channel and model reports add up, already joined and counted (lines, vouchers, commission). It is
 never trusted blindly: every change to an order, its lines or its vouchers (and a listing moving
-to another category) marks the order in ``report_dirty_orders`` and deletes its facts **in the
+to another category, a category to another parent) marks the order in ``report_dirty_orders`` and deletes its facts **in the
 same transaction**, by database triggers (migration 0008) — whatever code path made the change.
 The worker job ``report_facts`` turns dirty orders back into facts; the reports read the stored
 facts plus the facts of still-dirty orders computed live, so they are exact at every moment.
@@ -29,6 +29,8 @@ class ReportOrderFact(Base):
     Order-level money (``order_payable_fen``, ``order_refunded_fen``) is on the order's primary
     row only (``is_primary``: its smallest category id) so that sums count it once; flags
     (``paid``, ``shipped``, ``received``, ``consumed``) are order-level and repeated on each row.
+    ``top_category_id`` depends on the category tree: moving a category (a new parent) marks
+    every order dirty (trigger), and the job rebuilds the facts.
     No foreign keys: the worker must never wait on a lock an order transaction holds.
     """
 
@@ -37,6 +39,9 @@ class ReportOrderFact(Base):
 
     order_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     category_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # The top-level category above it, and 1 on one row per (order, top-level category).
+    top_category_id: Mapped[int] = mapped_column(BigInteger)
+    is_top_primary: Mapped[int] = mapped_column(SmallInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     merchant_id: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(10))

@@ -38,6 +38,17 @@ SQLITE_TRIGGERS = [
     ("report_mark_vouchers_insert", "vouchers", "INSERT", "NEW.order_id"),
     ("report_mark_vouchers_update", "vouchers", "UPDATE", "NEW.order_id"),
 ]
+# A category under a new parent changes the top-level category of its orders' facts: every
+# order is marked (rare; the job rebuilds the facts, the reports stay exact meanwhile).
+SQLITE_CATEGORY_TRIGGER = """
+CREATE TRIGGER report_mark_category_moved AFTER UPDATE OF parent_id ON categories
+WHEN NEW.parent_id IS NOT OLD.parent_id
+BEGIN
+    INSERT INTO report_dirty_orders (order_id, version) SELECT id, 1 FROM orders WHERE true
+        ON CONFLICT (order_id) DO UPDATE SET version = version + 1;
+    DELETE FROM report_order_facts;
+END
+"""
 SQLITE_LISTING_TRIGGER = """
 CREATE TRIGGER report_mark_listing_orders AFTER UPDATE OF category_id ON listings
 WHEN NEW.category_id IS NOT OLD.category_id
@@ -91,8 +102,27 @@ PG_LISTING = [
         FOR EACH ROW WHEN (OLD.category_id IS DISTINCT FROM NEW.category_id)
         EXECUTE FUNCTION report_mark_listing_orders()
     """,
+    """
+    CREATE FUNCTION report_mark_category_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO report_dirty_orders (order_id, version)
+            SELECT id, 1 FROM orders ORDER BY 1
+            ON CONFLICT (order_id) DO UPDATE SET version = report_dirty_orders.version + 1;
+        DELETE FROM report_order_facts;
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE TRIGGER report_mark_category_moved AFTER UPDATE OF parent_id ON categories
+        FOR EACH ROW WHEN (OLD.parent_id IS DISTINCT FROM NEW.parent_id)
+        EXECUTE FUNCTION report_mark_category_moved()
+    """,
 ]
-TRIGGER_NAMES = [name for name, *_ in SQLITE_TRIGGERS] + ["report_mark_listing_orders"]
+# trigger → its table
+TRIGGERS = {name: table for name, table, *_ in SQLITE_TRIGGERS} | {
+    "report_mark_listing_orders": "listings",
+    "report_mark_category_moved": "categories",
+}
 
 
 def create_triggers() -> None:
@@ -112,16 +142,15 @@ def create_triggers() -> None:
             f"CREATE TRIGGER {name} AFTER {event} ON {table} BEGIN{MARK.format(id=order_id)}END"
         )
     op.execute(SQLITE_LISTING_TRIGGER)
+    op.execute(SQLITE_CATEGORY_TRIGGER)
 
 
 def drop_triggers() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
-    tables = {name: table for name, table, *_ in SQLITE_TRIGGERS}
-    tables["report_mark_listing_orders"] = "listings"
-    for name in TRIGGER_NAMES:
-        op.execute(f"DROP TRIGGER IF EXISTS {name}" + (f" ON {tables[name]}" if postgres else ""))
+    for name, table in TRIGGERS.items():
+        op.execute(f"DROP TRIGGER IF EXISTS {name}" + (f" ON {table}" if postgres else ""))
     if postgres:
-        for name in [*PG_FUNCTIONS, "report_mark_listing_orders"]:
+        for name in [*PG_FUNCTIONS, "report_mark_listing_orders", "report_mark_category_moved"]:
             op.execute(f"DROP FUNCTION IF EXISTS {name}()")
 
 
@@ -130,6 +159,8 @@ def upgrade() -> None:
         "report_order_facts",
         sa.Column("order_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("category_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("top_category_id", sa.BigInteger(), nullable=False),
+        sa.Column("is_top_primary", sa.SmallInteger(), nullable=False),
         sa.Column("created_at", o2o.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("merchant_id", sa.BigInteger(), nullable=False),
         sa.Column("kind", sa.String(length=10), nullable=False),
