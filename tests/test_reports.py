@@ -29,13 +29,15 @@ import csv
 import importlib.util
 import io
 import itertools
+import threading
+import time
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from o2o.catalog.models import Listing
 from o2o.channels.models import Channel, Visit
@@ -45,7 +47,7 @@ from o2o.orders.models import Checkout, Order, OrderLine
 from o2o.payments.models import Payment, Refund
 from o2o.reports import csv_export, facts, service
 from o2o.reports import jobs as report_jobs
-from o2o.reports.models import ReportOrderFact
+from o2o.reports.models import ReportDirtyOrder, ReportOrderFact
 from o2o.reports.service import Window, make_window, rate
 from o2o.timeutil import CHINA_TZ
 from tests.support import make_user
@@ -1171,5 +1173,73 @@ def test_the_triggers_exist_at_head(db: Any) -> None:
     else:
         query = "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'report_%'"
     with db.engine.connect() as conn:
-        names = {row[0] for row in conn.exec_driver_sql(query)}
+        names = {row[0] for row in conn.execute(text(query))}
     assert names == set(MIGRATION.TRIGGERS)
+
+
+def _mark_of(db: Any, order_id: int) -> tuple[bool, int]:
+    """(is the order dirty, how many stored fact rows it has)."""
+    with db.transaction(readonly=True) as s:
+        dirty = s.get(ReportDirtyOrder, order_id) is not None
+        stored = s.scalar(
+            select(func.count())
+            .select_from(ReportOrderFact)
+            .where(ReportOrderFact.order_id == order_id)
+        )
+    return dirty, int(stored or 0)
+
+
+def test_a_change_made_while_the_job_runs_waits_and_marks_again(
+    world: Any, history: History, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite has one writer: the job and a change never overlap")
+    db, o2 = world.db, history.ids["O2"]
+    history.ids["merchant_b"] = world.b.id
+    facts.refresh_all(db)
+    with db.transaction() as s:
+        s.get(Order, o2).note = "改"
+    assert _mark_of(db, o2) == (True, 0)
+    job = db.session()
+    job.begin()
+    assert facts.refresh(job) == 1  # O2 claimed, its facts written, not committed yet
+    changed = threading.Event()
+
+    def redeem_o2() -> None:
+        with db.transaction() as s:
+            v = s.scalar(select(Voucher).where(Voucher.order_id == o2))
+            v.status, v.redeemed_at = "redeemed", cst(3, 2, 21)
+        changed.set()
+
+    thread = threading.Thread(target=redeem_o2)
+    thread.start()
+    assert not changed.wait(1.5), "the change must wait for the job's lock on the mark"
+    job.commit()
+    job.close()
+    thread.join(30)
+    assert changed.is_set()
+    # The job's facts (from before the redemption) were dropped and O2 marked again.
+    assert _mark_of(db, o2) == (True, 0)
+    reports = _assert_stored_equals_live(db, history)
+    wx = next(r for r in reports[0]["rows"] if r["channel_code"] == "wx")
+    assert wx["vouchers_redeemed"] == 2
+
+
+def test_the_job_skips_orders_being_changed(world: Any, history: History, backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite has one writer: the job and a change never overlap")
+    db, o8 = world.db, history.ids["O8"]
+    history.ids["merchant_b"] = world.b.id
+    facts.refresh_all(db)
+    app = db.session()
+    app.begin()
+    app.get(Order, o8).note = "进行中"
+    app.flush()  # the trigger has marked O8 and holds the mark
+    started = time.perf_counter()
+    with db.transaction() as s:
+        assert facts.refresh(s) == 0  # skipped, not waited for
+    assert time.perf_counter() - started < 5
+    app.commit()
+    app.close()
+    assert _mark_of(db, o8) == (True, 0)
+    _assert_stored_equals_live(db, history)

@@ -204,9 +204,13 @@ def test_consumer_home_picks_a_district(phone: Any) -> None:
     phone.get_by_role("button", name="切换").click()
     expect(phone.get_by_test_id("current-location")).to_have_text("深圳 罗湖区")
     expect(nearby).to_contain_text("深蓝日料")
+    # A category shortcut opens the search, filtered to that category, near the chosen district.
     phone.get_by_role("link", name=re.compile("美食")).click()
-    expect(phone.locator("#nearby-title")).to_contain_text("美食")
-    expect(nearby).not_to_contain_text("嗨唱量贩KTV")
+    expect(phone.get_by_label("分类")).to_have_value(re.compile(r"\d+"))
+    expect(phone.get_by_label("分类").locator("option:checked")).to_have_text("美食")
+    results = phone.get_by_role("region", name="搜索结果")
+    expect(results).to_contain_text("深蓝日料")
+    expect(results).not_to_contain_text("嗨唱")
 
 
 def test_screenshots_of_each_page(phone: Any, desktop: Any) -> None:

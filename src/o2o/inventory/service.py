@@ -108,7 +108,7 @@ _TAKE = (
 
 def try_take(session: Session, item_id: int, quantity: int) -> bool:
     """The conditional decrement: available → held, only if enough is available."""
-    result = session.execute(_TAKE, {"item_id": item_id, "quantity": quantity})
+    result = session.connection().execute(_TAKE, {"item_id": item_id, "quantity": quantity})
     return result.rowcount == 1
 
 

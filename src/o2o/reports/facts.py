@@ -19,10 +19,24 @@ sequence of changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, literal, or_, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -171,16 +185,29 @@ def _dirty(column: Any) -> ColumnElement[bool]:
     return column.in_(select(ReportDirtyOrder.order_id))
 
 
-def facts_relation(since: Any, until: Any, merchant_id: int | None = None) -> Any:
+def facts_relation(
+    since: Any,
+    until: Any,
+    merchant_id: int | None = None,
+    *,
+    columns: Sequence[str] = COLUMNS,
+    paid_only: bool = False,
+) -> Any:
     """Every order placed in ``[since, until)`` as fact rows: stored facts of clean orders and,
-    for orders marked dirty, the same rows computed now. A subquery named ``facts``."""
+    for orders marked dirty, the same rows computed now — one statement, so one snapshot sees
+    each order exactly once. Only ``columns`` (fewer columns: less to carry through the union);
+    ``paid_only``: rows of paid orders only. A subquery named ``facts``."""
     stored_filter = [ReportOrderFact.created_at >= since, ReportOrderFact.created_at < until]
     live_filter = [Order.created_at >= since, Order.created_at < until]
     if merchant_id is not None:
         stored_filter.append(ReportOrderFact.merchant_id == merchant_id)
         live_filter.append(Order.merchant_id == merchant_id)
-    stored = select(*(getattr(ReportOrderFact, c).label(c) for c in COLUMNS)).where(*stored_filter)
-    live = fact_rows(_dirty, *live_filter)
+    if paid_only:
+        stored_filter.append(ReportOrderFact.paid == 1)
+        live_filter.append(Order.paid_at.is_not(None))
+    stored = select(*(getattr(ReportOrderFact, c).label(c) for c in columns)).where(*stored_filter)
+    live_rows = fact_rows(_dirty, *live_filter).subquery("live")
+    live = select(*(live_rows.c[c] for c in columns))
     return union_all(stored, live).subquery("facts")
 
 
@@ -193,13 +220,18 @@ def refresh(session: Session, batch: int = BATCH) -> int:
     ids = list(session.scalars(claim))
     if not ids:
         return 0
-    session.execute(delete(ReportDirtyOrder).where(ReportDirtyOrder.order_id.in_(ids)))
-    session.execute(delete(ReportOrderFact).where(ReportOrderFact.order_id.in_(ids)))
-    session.execute(
-        insert(ReportOrderFact).from_select(
-            list(COLUMNS), fact_rows(lambda column: column.in_(ids))
-        )
-    )
+    postgres = session.get_bind().dialect.name == "postgresql"
+
+    def claimed(column: Any) -> ColumnElement[bool]:
+        if postgres:  # one array parameter, not thousands
+            return column == any_(bindparam("claimed", ids, type_=ARRAY(BigInteger)))
+        return column.in_(ids)
+
+    session.execute(delete(ReportDirtyOrder).where(claimed(ReportDirtyOrder.order_id)))
+    session.execute(delete(ReportOrderFact).where(claimed(ReportOrderFact.order_id)))
+    # A new statement, so a new snapshot (PostgreSQL): every change committed before the marks
+    # were locked is seen; any later one is waiting for this transaction.
+    session.execute(insert(ReportOrderFact).from_select(list(COLUMNS), fact_rows(claimed)))
     return len(ids)
 
 

@@ -82,8 +82,11 @@ from sqlalchemy import (
     case,
     distinct,
     func,
+    literal,
+    literal_column,
     or_,
     select,
+    union_all,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
@@ -245,15 +248,40 @@ def channels_report(session: Session, window: Window) -> ChannelsReport:
     ).all()
     code_of = {c.id: c.code for c in channels}
 
-    # Visits and distinct visitors per channel: the (channel, time, visitor) index gives SQLite
-    # each channel's window in order, so it counts without sorting the whole window.
-    for channel_id, visits, visitors in session.execute(
-        select(Visit.channel_id, func.count(), func.count(distinct(Visit.visitor_id)))
-        .where(window.contains(Visit.created_at))
-        .group_by(Visit.channel_id)
-    ):
-        c = of(code_of.get(channel_id, f"#{channel_id}"))
-        c.visits, c.unique_visitors = _int(visits), _int(visitors)
+    if session.get_bind().dialect.name == "postgresql":
+        # One hash aggregation over the window's (channel, visitor) pairs.
+        pairs = (
+            select(Visit.channel_id, Visit.visitor_id, func.count().label("n"))
+            .where(window.contains(Visit.created_at))
+            .group_by(Visit.channel_id, Visit.visitor_id)
+            .subquery()
+        )
+        visit_rows = list(
+            session.execute(
+                select(pairs.c.channel_id, func.sum(pairs.c.n), func.count()).group_by(
+                    pairs.c.channel_id
+                )
+            )
+        )
+    else:
+        # Channel by channel: the (channel, visitor, time) index gives a channel's visitors in
+        # order, so SQLite counts them without sorting the window.
+        visit_rows = []
+        for channel_id in code_of:
+            per_visitor = (
+                select(Visit.visitor_id, func.count().label("n"))
+                .where(Visit.channel_id == channel_id, window.contains(Visit.created_at))
+                .group_by(Visit.visitor_id)
+                .subquery()
+            )
+            visits, visitors = session.execute(
+                select(func.sum(per_visitor.c.n), func.count()).select_from(per_visitor)
+            ).one()
+            visit_rows.append((channel_id, visits, visitors))
+    for channel_id, visits, visitors in visit_rows:
+        if visitors:
+            c = of(code_of.get(channel_id, f"#{channel_id}"))
+            c.visits, c.unique_visitors = _int(visits), _int(visitors)
 
     for code, n in session.execute(
         select(Checkout.channel, func.count())
@@ -262,7 +290,20 @@ def channels_report(session: Session, window: Window) -> ChannelsReport:
     ):
         of(code or DIRECT).checkouts += _int(n)
 
-    f = facts.facts_relation(window.since, window.until)
+    f = facts.facts_relation(
+        window.since,
+        window.until,
+        columns=(
+            "channel",
+            "is_primary",
+            "paid",
+            "consumed",
+            "received",
+            "order_payable_fen",
+            "order_refunded_fen",
+            "vouchers_redeemed",
+        ),
+    )
     first_paid = f.c.is_primary * f.c.paid  # 1 on one row of each paid order
     for row in session.execute(
         select(
@@ -420,31 +461,20 @@ def _category_groups(session: Session, category_id: int | None) -> _Groups:
 def _rollup(
     session: Session, window: Window, groups: _Groups, by: str, merchant_id: int | None
 ) -> dict[Any, dict[str, _ModelCounts]]:
-    """Figures per (row, model) from the facts; ``by`` is "category", "merchant" or "total".
-
-    Three levels: fact rows → per (row, model, buyer) → per (row, model); buyers are the
-    per-buyer rows with a paid order, repeat buyers those with two or more. An order has one
-    fact row per leaf category: it is counted on its primary row (``is_primary``, or
-    ``is_top_primary`` within a top-level category); below a chosen category, as distinct ids."""
+    """Figures per (row, model) below a chosen category; ``by`` is "category", "merchant" or
+    "total". Three levels: fact rows (of the chosen subtree) → per (row, model, buyer) → per
+    (row, model); buyers are the per-buyer rows with a paid order, repeat buyers those with two
+    or more. Orders are counted as distinct ids (an order can have lines in several rows)."""
     f = facts.facts_relation(window.since, window.until, merchant_id)
-    keys: list[Any]
-    if by == "category" and not groups.filtered:
-        keys = [f.c.top_category_id]
-    else:
-        keys = {"category": [groups.tree.c.group_id], "merchant": [f.c.merchant_id], "total": []}[
-            by
-        ]
-    if groups.filtered:
+    keys: list[Any] = {
+        "category": [groups.tree.c.group_id],
+        "merchant": [f.c.merchant_id],
+        "total": [],
+    }[by]
 
-        def orders_where(condition: Any = None) -> Any:
-            ids = f.c.order_id if condition is None else case((condition, f.c.order_id))
-            return func.count(distinct(ids))
-
-    else:
-        first = f.c.is_top_primary if by == "category" else f.c.is_primary
-
-        def orders_where(condition: Any = None) -> Any:
-            return func.sum(first if condition is None else first * condition)
+    def orders_where(condition: Any = None) -> Any:
+        ids = f.c.order_id if condition is None else case((condition == 1, f.c.order_id))
+        return func.count(distinct(ids))
 
     per_buyer = select(
         *(k.label(f"g{i}") for i, k in enumerate(keys)),
@@ -460,8 +490,7 @@ def _rollup(
         func.sum(f.c.vouchers_refunded).label("vouchers_refunded"),
         func.sum(f.c.commission_fen).label("commission"),
     ).select_from(f)
-    if groups.filtered:
-        per_buyer = per_buyer.join(groups.tree, groups.tree.c.category_id == f.c.category_id)
+    per_buyer = per_buyer.join(groups.tree, groups.tree.c.category_id == f.c.category_id)
     per_buyer = per_buyer.group_by(*keys, f.c.kind, f.c.user_id)
     b = per_buyer.subquery("per_buyer")
     outer_keys = [b.c[f"g{i}"] for i in range(len(keys))]
@@ -518,6 +547,115 @@ def _rollup(
     return result
 
 
+_ADDITIVE = (
+    "orders",
+    "paid_orders",
+    "shipped_orders",
+    "received_orders",
+)
+
+
+def _add(target: _ModelCounts, **figures: int) -> None:
+    for name, value in figures.items():
+        setattr(target, name, getattr(target, name) + value)
+
+
+def _top_level_figures(
+    session: Session, window: Window, merchant_id: int | None
+) -> tuple[dict[Any, dict[str, _ModelCounts]], ...]:
+    """Per top-level category, per merchant and for the platform, without a chosen category.
+
+    One pass adds everything additive up per (top-level category, merchant, model) — an order is
+    counted on its ``is_top_primary`` row for categories and on its ``is_primary`` row for
+    merchants and the total; then one pass per level counts buyers over the paid rows."""
+    f = facts.facts_relation(
+        window.since,
+        window.until,
+        merchant_id,
+        columns=(
+            "top_category_id",
+            "merchant_id",
+            "kind",
+            "is_primary",
+            "is_top_primary",
+            "paid",
+            "shipped",
+            "received",
+            "amount_fen",
+            "refunded_fen",
+            "vouchers_issued",
+            "vouchers_redeemed",
+            "vouchers_refunded",
+            "commission_fen",
+        ),
+    )
+    order_flags = [f.c.paid, f.c.shipped, f.c.received]
+    by_category: dict[Any, dict[str, _ModelCounts]] = {}
+    by_merchant: dict[Any, dict[str, _ModelCounts]] = {}
+    total: dict[Any, dict[str, _ModelCounts]] = {}
+    for row in session.execute(
+        select(
+            f.c.top_category_id,
+            f.c.merchant_id,
+            f.c.kind,
+            func.sum(f.c.is_top_primary),
+            *(func.sum(f.c.is_top_primary * flag) for flag in order_flags),
+            func.sum(f.c.is_primary),
+            *(func.sum(f.c.is_primary * flag) for flag in order_flags),
+            func.sum(f.c.paid * f.c.amount_fen),
+            func.sum(f.c.paid * f.c.refunded_fen),
+            func.sum(f.c.vouchers_issued),
+            func.sum(f.c.vouchers_redeemed),
+            func.sum(f.c.vouchers_refunded),
+            func.sum(f.c.commission_fen),
+        ).group_by(f.c.top_category_id, f.c.merchant_id, f.c.kind)
+    ):
+        top, merchant, kind = row[0], row[1], row[2]
+        in_top, in_order = [_int(v) for v in row[3:7]], [_int(v) for v in row[7:11]]
+        gmv, refunded, issued, redeemed, v_refunded, commission = (_int(v) for v in row[11:])
+        shared = dict(
+            gmv_fen=gmv,
+            refunded_fen=refunded,
+            vouchers_issued=issued,
+            vouchers_redeemed=redeemed,
+            vouchers_refunded=v_refunded,
+            commission_fen=commission,
+        )
+        for target, counts in (
+            (by_category.setdefault(top, {}), in_top),
+            (by_merchant.setdefault(merchant, {}), in_order),
+            (total.setdefault(0, {}), in_order),
+        ):
+            order_counts = dict(zip(_ADDITIVE, counts, strict=True))
+            _add(target.setdefault(kind, _ModelCounts()), **order_counts, **shared)
+    for figures, key, first in (
+        (by_category, "top_category_id", "is_top_primary"),
+        (by_merchant, "merchant_id", "is_primary"),
+        (total, None, "is_primary"),
+    ):
+        columns = ("kind", "user_id", first) + ((key,) if key else ())
+        paid = facts.facts_relation(
+            window.since, window.until, merchant_id, columns=columns, paid_only=True
+        )
+        keys = [paid.c[key]] if key else []
+        per_buyer = (
+            select(*keys, paid.c.kind, func.sum(paid.c[first]).label("n"))
+            .group_by(*keys, paid.c.kind, paid.c.user_id)
+            .subquery("per_buyer")
+        )
+        outer_keys = [per_buyer.c[key]] if key else []
+        for row in session.execute(
+            select(
+                *outer_keys, per_buyer.c.kind, func.count(), func.sum(_flag(per_buyer.c.n >= 2))
+            ).group_by(*outer_keys, per_buyer.c.kind)
+        ):
+            values = list(row)
+            g = values.pop(0) if key else 0
+            counts = figures.setdefault(g, {}).setdefault(values[0], _ModelCounts())
+            counts.buyers, counts.repeat_buyers = _int(values[1]), _int(values[2])
+    return by_category, by_merchant, total
+
+
 def _models_row(
     key: int | None, name: str, by_kind: dict[str, _ModelCounts], min_sample: int
 ) -> ModelsRow:
@@ -540,9 +678,13 @@ def models_report(
     if merchant_id is not None and session.get(Merchant, merchant_id) is None:
         raise NotFound("商户不存在", code="merchant_not_found")
     groups = _category_groups(session, category_id)
-    by_category = _rollup(session, window, groups, "category", merchant_id)
-    by_merchant = _rollup(session, window, groups, "merchant", merchant_id)
-    total = _rollup(session, window, groups, "total", merchant_id).get(0, {})
+    if groups.filtered:
+        by_category = _rollup(session, window, groups, "category", merchant_id)
+        by_merchant = _rollup(session, window, groups, "merchant", merchant_id)
+        total = _rollup(session, window, groups, "total", merchant_id).get(0, {})
+    else:
+        by_category, by_merchant, totals = _top_level_figures(session, window, merchant_id)
+        total = totals.get(0, {})
 
     categories = [
         _models_row(gid, name, by_category.get(gid, {}), min_sample) for gid, name in groups.rows
@@ -729,9 +871,12 @@ def _verdict(o2o: ModelMetrics, goods: ModelMetrics, min_sample: int) -> str:
 
 def china_day(session: Session, column: Any) -> ColumnElement[str]:
     """The China-time calendar day of a UTC timestamp column, as 'YYYY-MM-DD'."""
+    # Constants inlined (not bound): the same expression in SELECT and GROUP BY must match.
     if session.get_bind().dialect.name == "sqlite":
-        return func.date(column, "+8 hours")
-    return func.to_char(func.timezone("Asia/Shanghai", column), "YYYY-MM-DD")
+        return func.date(column, literal_column("'+8 hours'"))
+    return func.to_char(
+        func.timezone(literal_column("'Asia/Shanghai'"), column), literal_column("'YYYY-MM-DD'")
+    )
 
 
 def merchant_summary(session: Session, merchant_id: int, window: Window) -> MerchantSummary:
@@ -747,59 +892,73 @@ def merchant_summary(session: Session, merchant_id: int, window: Window) -> Merc
             for field, value in zip(fields, row[1:], strict=True):
                 day[field] = day.get(field, 0) + _int(value)
 
-    mine = Order.merchant_id == merchant_id
-    day = china_day(session, Order.created_at)
-    add(
-        session.execute(
-            select(day, func.count()).where(mine, window.contains(Order.created_at)).group_by(day)
-        ),
-        "orders",
+    # The merchant's orders, read once (its index), then each event counted on its own day.
+    mine = (
+        select(
+            Order.id,
+            Order.kind,
+            Order.created_at,
+            Order.paid_at,
+            Order.shipped_at,
+            Order.completed_at,
+            Order.payable_fen,
+            Order.refunded_fen,
+        )
+        .where(Order.merchant_id == merchant_id)
+        .cte("mine")
     )
-    day = china_day(session, Order.paid_at)
-    add(
-        session.execute(
-            select(day, func.count(), func.sum(Order.payable_fen))
-            .where(mine, window.contains(Order.paid_at))
-            .group_by(day)
-        ),
-        "paid_orders",
-        "gmv_fen",
-    )
-    day = china_day(session, Order.shipped_at)
-    add(
-        session.execute(
-            select(day, func.count()).where(mine, window.contains(Order.shipped_at)).group_by(day)
-        ),
-        "shipped_orders",
-    )
-    received = and_(mine, Order.kind == GOODS, window.contains(Order.completed_at))
-    day = china_day(session, Order.completed_at)
-    add(
-        session.execute(
-            select(day, func.count(), func.sum(Order.payable_fen - Order.refunded_fen))
-            .where(received)
-            .group_by(day)
-        ),
-        "received_orders",
-        "earned_fen",
-    )
-    add(
-        session.execute(
-            select(
-                day,
-                func.sum(
-                    _commission(
-                        OrderLine.amount_fen - OrderLine.refunded_fen, OrderLine.commission_bp
-                    )
-                ),
-            )
-            .select_from(Order)
-            .join(OrderLine, OrderLine.order_id == Order.id)
-            .where(received)
-            .group_by(day)
-        ),
-        "commission_fen",
-    )
+    if session.get_bind().dialect.name == "postgresql":
+        mine = mine.prefix_with("MATERIALIZED")
+    m = mine.c
+    received = and_(m.kind == GOODS, window.contains(m.completed_at))
+    zero = literal(0)
+    events = [
+        select(literal("orders"), china_day(session, m.created_at), func.count(), zero)
+        .where(window.contains(m.created_at))
+        .group_by(china_day(session, m.created_at)),
+        select(
+            literal("paid"), china_day(session, m.paid_at), func.count(), func.sum(m.payable_fen)
+        )
+        .where(window.contains(m.paid_at))
+        .group_by(china_day(session, m.paid_at)),
+        select(literal("shipped"), china_day(session, m.shipped_at), func.count(), zero)
+        .where(window.contains(m.shipped_at))
+        .group_by(china_day(session, m.shipped_at)),
+        select(
+            literal("received"),
+            china_day(session, m.completed_at),
+            func.count(),
+            func.sum(m.payable_fen - m.refunded_fen),
+        )
+        .where(received)
+        .group_by(china_day(session, m.completed_at)),
+        select(
+            literal("commission"),
+            china_day(session, m.completed_at),
+            zero,
+            func.sum(
+                _commission(OrderLine.amount_fen - OrderLine.refunded_fen, OrderLine.commission_bp)
+            ),
+        )
+        .select_from(mine)
+        .join(OrderLine, OrderLine.order_id == m.id)
+        .where(received)
+        .group_by(china_day(session, m.completed_at)),
+    ]
+    fields = {
+        "orders": ("orders", None),
+        "paid": ("paid_orders", "gmv_fen"),
+        "shipped": ("shipped_orders", None),
+        "received": ("received_orders", "earned_fen"),
+        "commission": (None, "commission_fen"),
+    }
+    for event, day, count, amount in session.execute(union_all(*events)):
+        figures = days.setdefault(str(day), {})
+        count_field, amount_field = fields[event]
+        if count_field:
+            figures[count_field] = figures.get(count_field, 0) + _int(count)
+        if amount_field:
+            figures[amount_field] = figures.get(amount_field, 0) + _int(amount)
     day = china_day(session, Voucher.redeemed_at)
     add(
         session.execute(
@@ -828,7 +987,11 @@ def merchant_summary(session: Session, merchant_id: int, window: Window) -> Merc
             select(day, func.count(), func.sum(Refund.amount_fen))
             .select_from(Refund)
             .join(Order, Order.id == Refund.order_id)
-            .where(mine, Refund.status == REFUND_SUCCEEDED, window.contains(Refund.succeeded_at))
+            .where(
+                Order.merchant_id == merchant_id,
+                Refund.status == REFUND_SUCCEEDED,
+                window.contains(Refund.succeeded_at),
+            )
             .group_by(day)
         ),
         "refunds",

@@ -192,47 +192,69 @@ def reindex_listings(session: Session, listing_ids: Iterable[int], *, replace: b
 
 
 def _index_chunk(session: Session, chunk: Sequence[int], texts: _Texts) -> int:
-    listings = session.execute(
+    # Primary-key lookups only, visibility decided here: a join or a status condition lets the
+    # planner pick a status index and walk every published listing (seen on PostgreSQL
+    # before its first ANALYZE, and on SQLite after one).
+    rows = session.execute(
         select(
             Listing.id,
             Listing.merchant_id,
             Listing.kind,
             Listing.category_id,
             Listing.title,
+            Listing.status,
             Listing.price_fen,
             Listing.original_price_fen,
             Listing.sales_count,
             Listing.rating_sum,
             Listing.rating_count,
-            Merchant.name,
-        )
-        .join(Merchant, Merchant.id == Listing.merchant_id)
-        .where(Listing.id.in_(chunk), Listing.status == PUBLISHED, Merchant.status == APPROVED)
+        ).where(Listing.id.in_(chunk))
     ).all()
+    merchant_ids = {r.merchant_id for r in rows if r.status == PUBLISHED}
+    merchants = (
+        dict(
+            session.execute(
+                select(Merchant.id, Merchant.name).where(
+                    Merchant.id.in_(merchant_ids), Merchant.status == APPROVED
+                )
+            ).all()
+        )
+        if merchant_ids
+        else {}
+    )
+    listings = [r for r in rows if r.status == PUBLISHED and r.merchant_id in merchants]
     if not listings:
         return 0
+    # Two key lookups rather than one join: with statistics, SQLite may drive the join from
+    # stores (20,000 rows per chunk) instead of from the chunk's links.
+    links = session.execute(
+        select(ListingStore.listing_id, ListingStore.store_id)
+        .where(ListingStore.listing_id.in_([r.id for r in listings]))
+        .order_by(ListingStore.listing_id, ListingStore.store_id)
+    ).all()
+    active = (
+        {
+            s.id: s
+            for s in session.execute(
+                select(
+                    Store.id, Store.name, Store.district, Store.address, Store.lat, Store.lng
+                ).where(Store.id.in_({link.store_id for link in links}), Store.is_active.is_(True))
+            )
+        }
+        if links
+        else {}
+    )
     stores: dict[int, list[Any]] = {}
-    for row in session.execute(
-        select(
-            ListingStore.listing_id,
-            Store.id,
-            Store.name,
-            Store.district,
-            Store.address,
-            Store.lat,
-            Store.lng,
-        )
-        .join(Store, Store.id == ListingStore.store_id)
-        .where(ListingStore.listing_id.in_([r.id for r in listings]), Store.is_active.is_(True))
-        .order_by(ListingStore.listing_id, Store.id)
-    ):
-        stores.setdefault(row.listing_id, []).append(row)
+    for link in links:
+        if link.store_id in active:
+            stores.setdefault(link.listing_id, []).append(active[link.store_id])
 
     now = utcnow()
     documents, locations = [], []
     for r in listings:
         rating = r.rating_sum / r.rating_count if r.rating_count else 0.0
-        other: list[str] = list(texts.tokens(r.name))
+        merchant_name = merchants[r.merchant_id]
+        other: list[str] = list(texts.tokens(merchant_name))
         for name in texts.category_path(r.category_id):
             other.extend(texts.tokens(name))
         places = stores.get(r.id, [])
@@ -247,7 +269,7 @@ def _index_chunk(session: Session, chunk: Sequence[int], texts: _Texts) -> int:
                 "rank_key": key,
                 "listing_id": r.id,
                 "merchant_id": r.merchant_id,
-                "merchant_name": r.name,
+                "merchant_name": merchant_name,
                 "kind": r.kind,
                 "category_id": r.category_id,
                 "title": r.title,

@@ -191,9 +191,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("order_id", name=op.f("pk_report_dirty_orders")),
     )
     op.create_index(
-        "ix_reports_visits_channel_id_created_at",
+        "ix_reports_visits_channel_id_visitor_id",
         "visits",
-        ["channel_id", "created_at", "visitor_id"],
+        ["channel_id", "visitor_id", "created_at"],
         unique=False,
     )
     op.create_index(
@@ -217,7 +217,7 @@ def downgrade() -> None:
     drop_triggers()
     op.drop_index("ix_reports_orders_merchant_id_created_at", table_name="orders")
     op.drop_index("ix_reports_checkouts_channel_created_at", table_name="checkouts")
-    op.drop_index("ix_reports_visits_channel_id_created_at", table_name="visits")
+    op.drop_index("ix_reports_visits_channel_id_visitor_id", table_name="visits")
     op.drop_table("report_dirty_orders")
     op.drop_index("ix_report_order_facts_created_at", table_name="report_order_facts")
     op.drop_table("report_order_facts")
