@@ -10,10 +10,13 @@ import pytest
 from sqlalchemy import func, select
 
 from o2o import geo
+from o2o.catalog import service as catalog_service
 from o2o.catalog.models import Listing, ListingStore
+from o2o.config import Settings
 from o2o.db import Database
 from o2o.merchants.models import Category, Merchant, Store
 from o2o.search import indexer, service, tokens
+from o2o.search import jobs as search_jobs
 from o2o.search.models import SearchDocument, SearchLocation
 from tests.support import ApiClient, World
 
@@ -228,6 +231,26 @@ def test_sales_break_ties_between_equal_text_matches(db: Database, city: Catalog
     quiet = city.listing("重庆火锅套餐", "蜀香居重庆老火锅", "火锅", ("海岸城店",), sales=0)
     popular = city.listing("重庆火锅套餐", "蜀香居重庆老火锅", "火锅", ("海岸城店",), sales=5000)
     assert ids(search(db, q="火锅")) == [popular, quiet]
+
+
+def test_sales_show_at_once_and_the_rank_follows_in_the_worker(
+    db: Database, city: Catalogue
+) -> None:
+    quiet = city.listing("重庆火锅套餐", "蜀香居重庆老火锅", "火锅", ("海岸城店",), sales=10)
+    busy = city.listing("重庆火锅套餐", "蜀香居重庆老火锅", "火锅", ("海岸城店",), sales=500)
+    assert ids(search(db, q="火锅")) == [busy, quiet]
+    with db.transaction() as s:  # what a payment does
+        catalog_service.record_sales(s, quiet, 4000)
+    page = search(db, q="火锅", sort="sales")
+    assert ids(page) == [quiet, busy]
+    assert page["items"][0]["sales"] == 4010
+    # Relevance ties are broken by the rank, which the worker refreshes.
+    assert ids(search(db, q="火锅")) == [busy, quiet]
+    search_jobs._cursor["after"] = -1
+    assert search_jobs.refresh_ranks(db, Settings()) == 1
+    assert ids(search(db, q="火锅")) == [quiet, busy]
+    search_jobs._cursor["after"] = -1
+    assert search_jobs.refresh_ranks(db, Settings()) == 0  # nothing stale any more
 
 
 def test_only_published_listings_of_approved_merchants(db: Database, city: Catalogue) -> None:

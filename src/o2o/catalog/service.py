@@ -1018,6 +1018,7 @@ def record_sales(session: Session, listing_id: int, quantity: int) -> None:
         )
         .execution_options(synchronize_session=False)
     )
+    indexer.sales_changed(session, [listing_id])
 
 
 def add_rating(session: Session, listing_id: int, stars: int) -> None:

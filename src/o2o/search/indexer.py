@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from o2o.catalog.models import PUBLISHED, Listing, ListingStore
@@ -35,6 +35,47 @@ MAX_STORES_IN_TEXT = 30
 def listing_changed(session: Session, listing_id: int) -> None:
     """A listing was created, edited, published or unpublished (or its sales/rating moved)."""
     reindex_listings(session, [listing_id])
+
+
+def sales_changed(session: Session, listing_ids: Iterable[int]) -> None:
+    """Units sold moved (a payment, a refund): the shown sales count follows at once, in one
+    UPDATE per listing. The popularity rank, which is the document's key, is refreshed in the
+    background by ``refresh_ranks`` so paying for an order never re-tokenizes a listing."""
+    for listing_id in sorted(set(listing_ids)):
+        session.execute(
+            update(SearchDocument)
+            .where(SearchDocument.listing_id == listing_id)
+            .values(
+                sales=select(Listing.sales_count).where(Listing.id == listing_id).scalar_subquery()
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def stale_ranks(
+    session: Session, after_rank_key: int = -1, limit: int = 2000
+) -> tuple[list[int], int]:
+    """Listings whose stored rank no longer matches their sales and rating, among the next
+    ``limit`` documents after ``after_rank_key``; returns (their ids, the last rank key read)."""
+    rows = session.execute(
+        select(
+            SearchDocument.rank_key,
+            SearchDocument.listing_id,
+            Listing.sales_count,
+            Listing.rating_sum,
+            Listing.rating_count,
+        )
+        .join(Listing, Listing.id == SearchDocument.listing_id)
+        .where(SearchDocument.rank_key > after_rank_key)
+        .order_by(SearchDocument.rank_key)
+        .limit(limit)
+    ).all()
+    stale = []
+    for r in rows:  # the same computation as _index_chunk
+        rating = r.rating_sum / r.rating_count if r.rating_count else 0.0
+        if rank_key(popularity(r.sales_count, rating, r.rating_count), r.listing_id) != r.rank_key:
+            stale.append(r.listing_id)
+    return stale, rows[-1].rank_key if rows else -1
 
 
 def merchant_changed(session: Session, merchant_id: int) -> None:
