@@ -1,10 +1,11 @@
-"""The ``o2o`` command: serve, worker, db, admin, demo."""
+"""The ``o2o`` command: serve, worker, db, admin, demo, reconcile."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -160,6 +161,44 @@ def demo() -> None:
         typer.echo(f"演示数据已就绪（新建 {created} 条记录）")
     finally:
         db.dispose()
+
+
+@app.command()
+def reconcile(
+    bill: Annotated[Path, typer.Argument(help="WeChat Pay trade bill CSV (交易账单)")],
+    bill_date: Annotated[
+        str | None, typer.Option("--date", help="bill day YYYY-MM-DD (default: from the rows)")
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep/--no-keep", help="store the import for audit")
+    ] = True,
+) -> None:
+    """Reconcile a WeChat Pay trade bill with our payments and refunds (exit 1 on mismatches)."""
+    from datetime import date
+
+    from o2o.db import Database
+    from o2o.errors import AppError
+    from o2o.settlement import reconciliation
+
+    try:
+        text = bill.read_bytes().decode("utf-8-sig")
+        day = date.fromisoformat(bill_date) if bill_date else None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        typer.echo(f"无法读取账单: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    db = Database.from_url(get_settings().database_url)
+    try:
+        with db.transaction() as session:
+            report = reconciliation.reconcile(session, text, bill_date=day)
+            if keep:
+                reconciliation.store(session, report, text, actor_id=None)
+    except AppError as exc:
+        typer.echo(f"账单无效: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    typer.echo(reconciliation.format_table(report))
+    raise typer.Exit(0 if report.ok else 1)
 
 
 if __name__ == "__main__":
