@@ -162,6 +162,12 @@ def test_every_page_route_that_changes_something_checks_csrf(
         # Consumer order pages (consumer_shop.py): any value, the CSRF check comes first.
         "order_no": "N0",
         "code": "000000000000",
+        # Any value: the CSRF check comes before the route looks anything up.
+        "listing_id": 1,
+        "sku_id": 1,
+        "slot_id": 1,
+        "request_id": 1,
+        "review_id": 1,
     }
     routes = _post_routes()
     assert ("POST", "/login") in routes and ("POST", "/admin/merchants/{merchant_id}/approve") in (

@@ -145,13 +145,12 @@ class PageSession(dict[str, Any]):
 
     def login(self, user_id: int) -> None:
         """A fresh session for a user: nothing carries over from before sign-in (fixation),
-        except the visitor's chosen location."""
-        location = self.get("loc")
+        except the visitor's chosen location and shopping cart (no rights in either)."""
+        kept = {k: self[k] for k in ("loc", "cart") if self.get(k) is not None}
         self.clear()
         self["uid"] = user_id
         self["csrf"] = secrets.token_urlsafe(32)
-        if location is not None:
-            self["loc"] = location
+        self.update(kept)
 
     def logout(self) -> None:
         self.clear()

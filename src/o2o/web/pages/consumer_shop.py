@@ -28,11 +28,13 @@ from o2o.orders.models import ORDER_STATUS, PENDING_PAYMENT, Order
 from o2o.payments import registry
 from o2o.payments import service as payments
 from o2o.payments.models import Payment
+from o2o.reviews import service as reviews
 from o2o.schemas import Id, Name, Phone, Schema
 from o2o.search import service as search_service
 from o2o.web.context import PageContext, PageDep, SignedInPageDep, page_router
 from o2o.web.forms import FORM_ERRORS, Form, FormDataDep
 from o2o.web.nav import NavItem, SlotItem, add_nav, provide
+from o2o.web.pages import consumer_fulfil as fulfil
 from o2o.web.pages.consumer import current_location, districts, format_distance
 
 router = page_router()
@@ -181,8 +183,18 @@ def _popular_goods(page: PageContext) -> SlotItem | None:
 # --- listing -----------------------------------------------------------------------------------
 
 
-@router.get("/l/{listing_id}", name="consumer_listing")
-def listing_page(page: PageDep, listing_id: Id) -> Response:
+LISTING_REVIEWS = 5
+REVIEWS_PAGE = 10
+
+
+def render_listing(
+    page: PageContext,
+    listing_id: int,
+    *,
+    form: Form[Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The listing page; ``form`` is the buy/cart form when it comes back with errors."""
     location = _location(page)
     with page.read() as session:
         listing = catalog.visible_listing(session, listing_id, page.actor)
@@ -193,6 +205,10 @@ def listing_page(page: PageDep, listing_id: Id) -> Response:
             lat=location.lat if location else None,
             lng=location.lng if location else None,
         )
+        _listing, latest = reviews.listing_reviews(
+            session, listing.id, page.actor, limit=LISTING_REVIEWS + 1
+        )
+        latest_out = reviews.reviews_out(session, latest[:LISTING_REVIEWS])
     stores = {s["id"]: s for s in detail["stores"]}
     return page.render(
         "consumer/listing.html",
@@ -201,6 +217,37 @@ def listing_page(page: PageDep, listing_id: Id) -> Response:
         stores_by_id=stores,
         map_link=map_link,
         format_distance=format_distance,
+        reviews=latest_out,
+        more_reviews=len(latest) > LISTING_REVIEWS,
+        form=form,
+        status_code=status_code,
+    )
+
+
+@router.get("/l/{listing_id}", name="consumer_listing")
+def listing_page(page: PageDep, listing_id: Id) -> Response:
+    return render_listing(page, listing_id)
+
+
+@router.get("/l/{listing_id}/reviews", name="consumer_listing_reviews")
+def listing_reviews_page(
+    page: PageDep,
+    listing_id: Id,
+    before: Annotated[str, Query(max_length=20)] = "",
+) -> Response:
+    """全部评价, newest first, REVIEWS_PAGE at a time ("更多" follows ``before``)."""
+    before_id = int(before) if before.isdigit() and len(before) <= 18 else None
+    with page.read() as session:
+        listing, found = reviews.listing_reviews(
+            session, listing_id, page.actor, limit=REVIEWS_PAGE + 1, before_id=before_id
+        )
+        items = reviews.reviews_out(session, found[:REVIEWS_PAGE])
+    more = len(found) > REVIEWS_PAGE
+    return page.render(
+        "consumer/reviews.html",
+        listing=listing,
+        reviews=items,
+        next_before=found[REVIEWS_PAGE - 1].id if more else None,
     )
 
 
@@ -298,7 +345,6 @@ def checkout_page(
 @router.post("/checkout", name="consumer_checkout_submit")
 def checkout_submit(page: SignedInPageDep, data: FormDataDep) -> Response:
     assert page.actor is not None
-    user_id = page.actor.user_id
     form = Form.parse(BuyForm, data)
     if form.data is None:
         raw = data.get("listing_id")
@@ -320,34 +366,46 @@ def checkout_submit(page: SignedInPageDep, data: FormDataDep) -> Response:
         if not form.ok:
             return _render_checkout(page, form, item, body.quantity)
     cart = [orders.CartItem(body.listing_id, body.quantity, body.sku_id, body.slot_id)]
+    try:
+        result = checkout_once(page, cart, address, body.idempotency_key)
+    except FORM_ERRORS as exc:
+        form.apply_error(exc)
+        return _render_checkout(page, form, item, body.quantity)
+    return _go_pay(page, result["payment"]["payment_no"], result["orders"][0]["order_no"])
+
+
+def checkout_once(
+    page: PageContext,
+    cart: list[orders.CartItem],
+    address: dict[str, Any] | None,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """The checkout service, once per form key (a double click or a resent POST buys once).
+    Raises the service's errors (the caller shows FORM_ERRORS on its form)."""
+    assert page.actor is not None
+    user_id = page.actor.user_id
     settings = page.settings
-    payload = {"items": [cart[0].__dict__], "shipping_address": address}
+    payload = {"items": [item.__dict__ for item in cart], "shipping_address": address}
 
     def action(session: Any) -> tuple[int, dict[str, Any]]:
         return 201, orders.checkout(
             session, settings, user_id=user_id, items=cart, shipping_address=address
         )
 
-    result: dict[str, Any] | None = None
-    try:
-        for attempt in range(3):
-            try:
-                _status, result = run_once(
-                    page.db,
-                    scope=f"checkout:{user_id}",
-                    key=f"page-{body.idempotency_key}" if body.idempotency_key else None,
-                    payload=payload,
-                    action=action,
-                )
-                break
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-    except FORM_ERRORS as exc:
-        form.apply_error(exc)
-        return _render_checkout(page, form, item, body.quantity)
-    assert result is not None
-    return _go_pay(page, result["payment"]["payment_no"], result["orders"][0]["order_no"])
+    for attempt in range(3):
+        try:
+            _status, result = run_once(
+                page.db,
+                scope=f"checkout:{user_id}",
+                key=f"page-{idempotency_key}" if idempotency_key else None,
+                payload=payload,
+                action=action,
+            )
+            return result
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _go_pay(page: PageContext, payment_no: str, order_no: str) -> Response:
@@ -396,6 +454,13 @@ def my_orders(page: SignedInPageDep) -> Response:
 
 @router.get("/orders/{order_no}", name="consumer_order")
 def order_page(page: SignedInPageDep, order_no: OrderNoPath) -> Response:
+    return render_order(page, order_no)
+
+
+def render_order(
+    page: PageContext, order_no: str, *, status_code: int = 200, **forms: Any
+) -> Response:
+    """The order page; ``forms`` are consumer_fulfil's forms coming back with errors."""
     assert page.actor is not None
     with page.read() as session:
         order = orders.get_own_order(session, page.actor.user_id, order_no)
@@ -403,6 +468,8 @@ def order_page(page: SignedInPageDep, order_no: OrderNoPath) -> Response:
         names = orders.merchant_names(session, [order.merchant_id])
         payment = session.get(Payment, order.payment_id)
         found = vouchers.order_vouchers_out(session, [order])[order.id]
+        # Parcels, receipt, after-sales and reviews (o2o.web.pages.consumer_fulfil).
+        after = fulfil.order_context(session, page, order, lines, **forms)
     return page.render(
         "consumer/order.html",
         order=order,
@@ -413,6 +480,8 @@ def order_page(page: SignedInPageDep, order_no: OrderNoPath) -> Response:
         status_label=ORDER_STATUS.label(order.status),
         badge=STATUS_BADGES.get(order.status, ""),
         payable=order.status == PENDING_PAYMENT,
+        status_code=status_code,
+        **after,
     )
 
 
