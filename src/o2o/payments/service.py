@@ -97,6 +97,10 @@ REFUND_RETRY_MAX = timedelta(hours=1)
 REFUND_STUCK_AFTER = timedelta(hours=1)
 SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "x-api-key"})
 
+# Called inside the transaction, with the payment row locked, when a payment becomes
+# ``succeeded`` — exactly once per payment, whether its orders are then paid, revived or (late
+# money) refunded: (session, payment) -> None. The ledger posts the money received here.
+payment_succeeded_listeners: list[Any] = []
 # Called inside the transaction when a refund succeeds: (session, refund, order) -> None.
 refund_succeeded_listeners: list[Any] = []
 # Vetoes on the consumer's full refund, (session, order) -> None raising Conflict: e.g. the
@@ -279,6 +283,10 @@ def apply_payment_event(session: Session, event: PaymentEvent) -> Applied:
         payment.paid_at = event.paid_at or now
         payment.provider_txn_id = event.provider_txn_id[:64]
         payment.updated_at = now
+        # The money is here, whatever becomes of the orders: listeners first (the ledger posts
+        # it before any order is paid, revived or refunded).
+        for listener in payment_succeeded_listeners:
+            listener(session, payment)
         if was != CLOSED:
             orders.mark_paid(
                 session, orders.orders_of_payment(session, payment.id, status=PENDING_PAYMENT), now
@@ -1036,6 +1044,7 @@ __all__ = [
     "handle_notification",
     "process_refunds",
     "record_and_apply",
+    "payment_succeeded_listeners",
     "refund_succeeded_listeners",
     "request_refund",
     "start_payment",
