@@ -220,15 +220,23 @@ def stacked_column_chart(
     max_ticks: int = 12,
 ) -> Markup:
     """Vertical columns, one per label (e.g. a day), each stacked from ``series`` (O2O below,
-    电商 above). The total is printed above a column when the columns are wide enough for it
-    (``totals``, default the sums); every segment has its figure in a tooltip and the desc.
-    At most ``max_ticks`` x-axis labels are printed (evenly spaced)."""
-    left, top, bottom = 8, 30, 34
+    电商 above). The total (``totals``, default the sums) is printed above each non-empty
+    column — turned upright when there are many columns; every segment has its figure in a
+    tooltip and the desc. At most ``max_ticks`` x-axis labels are printed (evenly spaced)."""
     n = len(labels)
     step = column + 6
+    sums = [sum(s.values[i] if i < len(s.values) else 0 for s in series) for i in range(n)]
+    totals = [totals[i] if i < len(totals) else str(sums[i]) for i in range(n)]
+    # Upright totals when a level one would not fit over its column.
+    upright = any(_text_width(t, FONT - 2) > step - 2 for t in totals)
+    left, top, bottom = (
+        8,
+        (30 + int(max(map(_text_width, totals), default=0)) if upright else 44),
+        34,
+    )
+    height += top - 30
     width = max(min_width, left * 2 + n * step)
     plot_h = height - top - bottom
-    sums = [sum(s.values[i] if i < len(s.values) else 0 for s in series) for i in range(n)]
     largest = max(sums, default=0)
     body = _legend(series, width)
     base = top + plot_h
@@ -241,7 +249,6 @@ def stacked_column_chart(
             f'dominant-baseline="central">{_e(axis_text)}</text>'
         )
     every = max(1, -(-n // max_ticks))
-    show_totals = column >= 18 and n <= 16
     desc_parts = []
     for i, label in enumerate(labels):
         x = left + i * step + 3
@@ -258,8 +265,15 @@ def stacked_column_chart(
                 f"{_e(text)}</title></rect>"
             )
             parts.append(f"{s.name} {text}")
-        total = totals[i] if i < len(totals) else str(sums[i])
-        if show_totals and sums[i] > 0:
+        total = totals[i]
+        if sums[i] > 0 and upright:
+            cx, cy = x + column / 2, y - 4
+            body.append(
+                f'<text class="value" x="{_n(cx)}" y="{_n(cy)}" dominant-baseline="central" '
+                f'transform="rotate(-90 {_n(cx)} {_n(cy)})" font-size="{FONT - 2}">'
+                f"{_e(total)}</text>"
+            )
+        elif sums[i] > 0:
             body.append(
                 f'<text class="value" x="{_n(x + column / 2)}" y="{_n(y - 4)}" '
                 f'text-anchor="middle" font-size="{FONT - 2}">{_e(total)}</text>'
@@ -273,6 +287,18 @@ def stacked_column_chart(
     if n == 0:
         body.append(_empty_note(width, top + plot_h / 2))
     return _svg(width, height, title, "；".join(desc_parts) or "暂无数据", body, "chart-columns")
+
+
+def _funnel_value(value: int, centre: float, length: float, mid: float) -> str:
+    """The number in white inside a bar wide enough for it, else in dark text just after it."""
+    if length >= _text_width(str(value)) + 10:
+        x, anchor, fill = centre, "middle", "#ffffff"
+    else:
+        x, anchor, fill = centre + length / 2 + 4, "start", TEXT
+    return (
+        f'<text class="value" x="{_n(x)}" y="{_n(mid)}" text-anchor="{anchor}" '
+        f'dominant-baseline="central" font-weight="700" fill="{fill}">{value}</text>'
+    )
 
 
 def funnel_chart(
@@ -299,7 +325,7 @@ def funnel_chart(
                 body.append(
                     f'<text class="rate" x="{_n(centre)}" y="{_n(y + gap / 2)}" '
                     f'text-anchor="middle" dominant-baseline="central" fill="{MUTED}" '
-                    f'font-size="{FONT - 1}">↓ {_e(step.rate)}</text>'
+                    f">↓ {_e(step.rate)}</text>"
                 )
             y += gap
         mid = y + bar_height / 2
@@ -309,10 +335,7 @@ def funnel_chart(
             f'<rect x="{_n(centre - length / 2)}" y="{y}" width="{_n(length)}" '
             f'height="{bar_height}" fill="{_e(colour)}" data-value="{step.value}">'
             f"<title>{_e(step.label)}：{step.value}</title></rect>"
-            f'<text class="value" x="{_n(centre)}" y="{_n(mid)}" text-anchor="middle" '
-            f'dominant-baseline="central" font-weight="700" '
-            f'fill="{"#ffffff" if length >= _text_width(str(step.value)) + 8 else TEXT}" '
-            f'stroke="none">{step.value}</text>'
+            + _funnel_value(step.value, centre, length, mid)
         )
         y += bar_height
     if not steps:
