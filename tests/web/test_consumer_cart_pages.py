@@ -107,7 +107,8 @@ def test_add_to_cart_errors_and_buy_now(pages: PageClient, world: World) -> None
     assert r.status_code == 422 and field_error(r.text, "sku_id") == "请选择规格"
     r = pages.form_post("/cart/add", {**base, "sku_id": 999999999})
     assert r.status_code in (404, 422) and "<html" in r.text
-    assert pages.form_post("/cart/add", {"listing_id": "abc"}).status_code == 422
+    for odd in ("abc", "²", "１２", "-1", "9" * 40):
+        assert pages.form_post("/cart/add", {"listing_id": odd}).status_code == 422, odd
     assert pages.form_post("/cart/add", {"listing_id": 999999999}).status_code == 404
     assert pages.form_post("/cart/add", base, token=False).status_code == 403
     assert "购物车是空的" in pages.get("/cart").text

@@ -111,6 +111,9 @@ def test_goods_order_timeline_receipt_review_and_listing(
         assert field_error(r.text, "rating") == "请选择 1–5 星评分", bad
     r = pages.form_post(f"{url}/reviews", {"line_id": first, "rating": 4, "text": "长" * 1001})
     assert r.status_code == 422 and field_error(r.text, "text") == "不能超过 1000 个字符"
+    for odd in ("²", "abc", "١"):
+        r = pages.form_post(f"{url}/reviews", {"line_id": odd, "rating": 4})
+        assert r.status_code == 422 and "请选择要评价的商品" in r.text, odd
     r = pages.form_post(f"{url}/reviews", {"line_id": 999999999, "rating": 4})
     assert r.status_code == 422 and "订单中没有该商品" in r.text
     assert review_count(world) == 0
@@ -133,8 +136,9 @@ def test_goods_order_timeline_receipt_review_and_listing(
     assert listing.status_code == 200, listing.text
     assert "5.0 分 · 1 条" in listing.text
     assert "包装很好" in listing.text and "商家回复：感谢支持，欢迎再来" in listing.text
-    all_reviews = pages.get(f"/l/{order.listing_ids[0]}/reviews", params={"before": "abc"})
-    assert all_reviews.status_code == 200 and "包装很好" in all_reviews.text
+    for before in ("abc", "²", "9" * 19, ""):
+        all_reviews = pages.get(f"/l/{order.listing_ids[0]}/reviews", params={"before": before})
+        assert all_reviews.status_code == 200 and "包装很好" in all_reviews.text, before
     other = pages.get(f"/l/{order.listing_ids[1]}")
     assert "暂无评价" in other.text
 

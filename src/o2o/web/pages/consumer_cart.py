@@ -226,7 +226,13 @@ ADD_MESSAGES = {"quantity": QUANTITY_MESSAGE, "sku_id": "请选择规格", "slot
 def add_to_cart(page: PageDep, data: FormDataDep) -> Response:
     form = Form.parse(AddForm, data, messages=ADD_MESSAGES)
     raw = data.get("listing_id")
-    if not (isinstance(raw, str) and raw.isdigit() and 0 < len(raw) < 19 and int(raw) > 0):
+    if not (
+        isinstance(raw, str)
+        and raw.isascii()
+        and raw.isdigit()
+        and 0 < len(raw) < 19
+        and int(raw) > 0
+    ):
         raise ValidationFailed("商品参数无效", field="listing_id")
     listing_id = int(raw)
     if form.data is None:

@@ -135,7 +135,12 @@ def order_context(
     review_error = None
     if review_form is not None:
         line_id = review_form.value("line_id")
-        if isinstance(line_id, str) and line_id.isdigit() and int(line_id) in review_forms:
+        if (
+            isinstance(line_id, str)
+            and line_id.isascii()
+            and line_id.isdigit()
+            and int(line_id) in review_forms
+        ):
             review_forms[int(line_id)] = review_form
         else:
             review_error = review_form.error or next(iter(review_form.errors.values()), None)

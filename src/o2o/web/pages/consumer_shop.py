@@ -236,7 +236,7 @@ def listing_reviews_page(
     before: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
     """全部评价, newest first, REVIEWS_PAGE at a time ("更多" follows ``before``)."""
-    before_id = int(before) if before.isdigit() and len(before) <= 18 else None
+    before_id = int(before) if before.isascii() and before.isdigit() and len(before) <= 18 else None
     with page.read() as session:
         listing, found = reviews.listing_reviews(
             session, listing_id, page.actor, limit=REVIEWS_PAGE + 1, before_id=before_id
@@ -348,7 +348,7 @@ def checkout_submit(page: SignedInPageDep, data: FormDataDep) -> Response:
     form = Form.parse(BuyForm, data)
     if form.data is None:
         raw = data.get("listing_id")
-        if not (isinstance(raw, str) and raw.isdigit() and len(raw) < 19):
+        if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 19):
             raise ValidationFailed("商品参数无效", field="listing_id")
         try:
             item = _purchase(page, BuyForm(listing_id=int(raw)))
