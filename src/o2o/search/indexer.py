@@ -99,13 +99,19 @@ def rebuild_all(session: Session) -> int:
     session.flush()
     session.execute(delete(SearchLocation).execution_options(synchronize_session=False))
     session.execute(delete(SearchDocument).execution_options(synchronize_session=False))
-    ids = session.scalars(
-        select(Listing.id)
+    rows = session.execute(
+        select(Listing.id, Listing.sales_count, Listing.rating_sum, Listing.rating_count)
         .join(Merchant, Merchant.id == Listing.merchant_id)
         .where(Listing.status == PUBLISHED, Merchant.status == APPROVED)
-        .order_by(Listing.id)
     ).all()
-    return reindex_listings(session, ids, replace=False)
+
+    def key(r: Any) -> int:
+        rating = r.rating_sum / r.rating_count if r.rating_count else 0.0
+        return rank_key(popularity(r.sales_count, rating, r.rating_count), r.id)
+
+    # Insert in rank_key (= FTS rowid) order: see _index_chunk.
+    ids = [r.id for r in sorted(rows, key=key)]
+    return reindex_listings(session, ids, replace=False, keep_order=True)
 
 
 def popularity(sales: int, rating: float, rating_count: int) -> float:
@@ -211,10 +217,13 @@ class _Texts:
         return names
 
 
-def reindex_listings(session: Session, listing_ids: Iterable[int], *, replace: bool = True) -> int:
+def reindex_listings(
+    session: Session, listing_ids: Iterable[int], *, replace: bool = True, keep_order: bool = False
+) -> int:
     """Re-create the documents of these listings from the source tables; returns how many are
-    searchable now. ``replace=False`` skips deleting old documents (after a full wipe)."""
-    ids = sorted(set(listing_ids))
+    searchable now. ``replace=False`` skips deleting old documents (after a full wipe);
+    ``keep_order`` indexes in the given order (by rank, for a fast full rebuild)."""
+    ids = list(dict.fromkeys(listing_ids)) if keep_order else sorted(set(listing_ids))
     if not ids:
         return 0
     session.flush()
@@ -347,6 +356,10 @@ def _index_chunk(session: Session, chunk: Sequence[int], texts: _Texts) -> int:
                     "z": z,
                 }
             )
+    # In rowid (rank_key) order: SQLite's FTS5 flushes its pending terms to a new segment
+    # whenever a smaller rowid follows a larger one, which made a 100,000-listing rebuild
+    # take tens of minutes instead of about one.
+    documents.sort(key=lambda d: d["rank_key"])
     session.execute(insert(SearchDocument), documents)
     if locations:
         session.execute(insert(SearchLocation), locations)
