@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Annotated
 
 from pydantic import Field
@@ -46,3 +48,25 @@ def split_proportionally(total_fen: int, weights: list[int]) -> list[int]:
     for i in remainders[: total_fen - sum(parts)]:
         parts[i] += 1
     return parts
+
+
+_YUAN_INPUT = re.compile(r"^(\d{1,12})(?:\.(\d*))?$", re.ASCII)
+
+
+def parse_yuan(text: str) -> int:
+    """What a person types in a price box → fen, exactly (no floats): ``"12.5"`` → ``1250``,
+    ``"0.10"`` → ``10``, ``"¥1,280"`` → ``128000``. ValueError (in Chinese) otherwise."""
+    # NFKC: full-width digits and points typed with a Chinese IME ("１２．５") count as ASCII.
+    cleaned = unicodedata.normalize("NFKC", text).strip().lstrip("¥￥").replace(",", "").strip()
+    if cleaned.startswith("-"):
+        raise ValueError("金额不能为负数")
+    match = _YUAN_INPUT.match(cleaned)
+    if not match:
+        raise ValueError("请输入金额，如 12.50")
+    whole, fraction = match.group(1), match.group(2) or ""
+    if fraction[2:].strip("0"):
+        raise ValueError("金额最多两位小数（精确到分）")
+    fen = int(whole) * 100 + int(fraction[:2].ljust(2, "0"))
+    if fen > MAX_FEN:
+        raise ValueError("金额过大")
+    return fen

@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from o2o.db import Database
 from o2o.errors import AppError, BadRequest, Conflict, Gone, TooManyRequests, ValidationFailed
+from o2o.money import MAX_FEN, format_yuan, parse_yuan
 from o2o.web.csrf import CSRF_FIELD
 
 M = TypeVar("M", bound=BaseModel)
@@ -253,3 +254,32 @@ class Form(Generic[M]):
                 raise
             self.apply_error(exc, field_by_code)
             return None
+
+
+# --- money inputs --------------------------------------------------------------------------------
+
+
+def yuan_input(*, min_fen: int = 0, max_fen: int = MAX_FEN) -> Any:
+    """A form field where people type yuan ("12.50", "0.1", "¥1,280"); the model gets integer fen,
+    exactly (``o2o.money.parse_yuan``, no floats), and a bad entry a Chinese message:
+
+        class DealForm(Schema):
+            price: Annotated[int, yuan_input(min_fen=1)]
+    """
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError("请输入金额，如 12.50")
+        fen = value * 100 if isinstance(value, int) else parse_yuan(value)
+        if fen < min_fen:
+            raise ValueError(f"金额不能低于 {format_yuan(min_fen)}")
+        if fen > max_fen:
+            raise ValueError(f"金额不能超过 {format_yuan(max_fen)}")
+        return fen
+
+    return BeforeValidator(convert)
+
+
+def fen_to_input(fen: int | None) -> str:
+    """The value a yuan input shows for an amount: 1250 → "12.50"."""
+    return "" if fen is None else format_yuan(fen).removeprefix("¥")

@@ -173,20 +173,30 @@ def ship_order(page: ConsolePageDep, order_no: OrderNo, data: FormDataDep) -> Re
 @provide("console.dashboard", "today_orders", order=10)
 def today_orders_card(page: PageContext) -> SlotItem | None:
     summary = today_summary(page)
-    if summary is None:
+    if summary is None or page.merchant is None:
         return None
     return SlotItem(
         "console/_stat.html",
-        {"label": "今日订单", "value": f"{summary.paid_orders} 单", "hint": "今日支付"},
+        {
+            "label": "今日订单",
+            "value": f"{summary.paid_orders} 单",
+            "hint": "今日支付",
+            "href": f"/console/m/{page.merchant.id}/orders",
+        },
     )
 
 
 @provide("console.dashboard", "today_gmv", order=30)
 def today_gmv_card(page: PageContext) -> SlotItem | None:
     summary = today_summary(page)
-    if summary is None:
+    if summary is None or page.merchant is None:
         return None
     return SlotItem(
         "console/_stat.html",
-        {"label": "今日成交额", "value": format_yuan(summary.gmv_fen), "hint": "今日支付金额"},
+        {
+            "label": "今日成交额",
+            "value": format_yuan(summary.gmv_fen),
+            "hint": "今日支付金额",
+            "href": f"/console/m/{page.merchant.id}/orders",
+        },
     )

@@ -282,5 +282,10 @@ def today_redemptions_card(page: PageContext) -> SlotItem | None:
         value, hint = summary.vouchers_redeemed, "全部门店"
     return SlotItem(
         "console/_stat.html",
-        {"label": "今日核销", "value": f"{value} 张", "hint": hint},
+        {
+            "label": "今日核销",
+            "value": f"{value} 张",
+            "hint": hint,
+            "href": f"/console/m/{page.merchant.id}/redeem",
+        },
     )
