@@ -78,13 +78,14 @@ def buy_and_pay(
         as_=token,
     )
     assert r.status_code == 200, r.text
-    if shareable:
-        # The provider does not ask WeChat Pay for 分账 on partner orders yet
-        # (settle_info.profit_sharing): flag the placed orders as a real deployment must.
-        for merchant_id, order_no in orders.items():
-            sub = SUB_A if merchant_id == world.a.id else SUB_B
-            no = payment_no if len(orders) == 1 else order_no
-            fake.order(no, sub_mchid=sub).profit_sharing = True
+    for merchant_id, order_no in orders.items():
+        sub = SUB_A if merchant_id == world.a.id else SUB_B
+        no = payment_no if len(orders) == 1 else order_no
+        placed = fake.order(no, sub_mchid=sub)
+        # Partner-mode orders are placed with settle_info.profit_sharing = true ...
+        assert placed.profit_sharing is True
+        if not shareable:  # ... unless placed before that (or elsewhere): WeChat refuses 分账
+            placed.profit_sharing = False
     note = fake.pay(payment_no, deliver=True, client=api, notify_url=NOTIFY)
     assert note.response is not None and note.response.status_code in (200, 204)
     return payment_no, orders

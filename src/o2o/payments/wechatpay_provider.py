@@ -405,6 +405,9 @@ class WeChatPayProvider:
                 description=_description(s.description),
                 attach=payment.payment_no,  # echoed back: which payment this sub-order is in
                 sub_mchid=s.sub_mchid,
+                # Partner mode settles through profit sharing (分账): WeChat Pay only splits
+                # an order that was placed with settle_info.profit_sharing = true.
+                profit_sharing=self.partner,
             )
             for s in payment.sub_orders
         ]
@@ -476,6 +479,7 @@ class WeChatPayProvider:
                 "amount_fen": payment.amount_fen,
                 "time_expire": time_expire,
                 "sub_mchid": self._single_sub_mchid(payment),
+                "profit_sharing": self.partner,  # see _combine_subs
             }
             if method == "jsapi":
                 prepay_id = self.client.jsapi_prepay(payer_openid=payer_openid or "", **common)
