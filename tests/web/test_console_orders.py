@@ -37,6 +37,12 @@ def test_clerk_sees_only_service_orders_for_its_store(
     assert here not in pages.get(base, params={"status": "shipped"}).text
     # Nonsense filters are ignored, never a 500.
     assert pages.get(base, params={"status": "x" * 30, "before": "9" * 30}).status_code == 200
+    # Unicode digits pass str.isdigit() but not int(): still ignored, never a 500.
+    for cursor in ("²", "１２", "٣", "0", "-1"):
+        assert pages.get(base, params={"before": cursor}).status_code == 200
+    for section in ("listings", "after-sales", "reviews"):
+        r = pages.get(f"/console/m/{world.a.id}/{section}", params={"before": "²", "after": "²"})
+        assert r.status_code == 200, (section, r.status_code)
     for no in (here, elsewhere, goods):
         assert pages.get(f"{base}/{no}").status_code == 200
 

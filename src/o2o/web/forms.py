@@ -283,3 +283,14 @@ def yuan_input(*, min_fen: int = 0, max_fen: int = MAX_FEN) -> Any:
 def fen_to_input(fen: int | None) -> str:
     """The value a yuan input shows for an amount: 1250 → "12.50"."""
     return "" if fen is None else format_yuan(fen).removeprefix("¥")
+
+
+def id_or_none(raw: Any, *, max_digits: int = 18) -> int | None:
+    """A positive id from a query or form value, or None. ASCII digits only: ``str.isdigit``
+    also accepts ``²`` and other digits ``int()`` refuses, which would end in a 500."""
+    if not isinstance(raw, str):
+        return None
+    raw = raw.strip()
+    if raw.isascii() and raw.isdigit() and len(raw) <= max_digits:
+        return int(raw) or None
+    return None

@@ -19,7 +19,7 @@ from o2o.schemas import Id, Schema
 from o2o.shipping import aftersales
 from o2o.shipping.models import AFTER_SALES_STATUS, REQUESTED, AfterSalesRequest
 from o2o.web.context import ConsolePageDep, PageContext, page_router
-from o2o.web.forms import FORM_ERRORS, Form, FormDataDep
+from o2o.web.forms import FORM_ERRORS, Form, FormDataDep, id_or_none
 from o2o.web.nav import NavItem, SlotItem, add_nav, provide
 from o2o.web.pages.console_listings import require_managers
 
@@ -48,7 +48,7 @@ def request_list(
 ) -> Response:
     actor, merchant_id = require_managers(page)
     chosen = status if status in STATUSES else ""
-    before_id = int(before) if before.isdigit() and len(before) <= 18 else None
+    before_id = id_or_none(before)
     with page.read() as session:
         found = list(
             aftersales.list_for_merchant(

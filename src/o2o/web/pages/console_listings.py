@@ -43,7 +43,7 @@ from o2o.money import parse_yuan
 from o2o.schemas import Id, LongText, Name, Quantity, Schema
 from o2o.timeutil import CHINA_TZ, to_china, utcnow
 from o2o.web.context import ConsolePageDep, PageContext, page_router
-from o2o.web.forms import Form, FormDataDep, fen_to_input, yuan_input
+from o2o.web.forms import Form, FormDataDep, fen_to_input, id_or_none, yuan_input
 from o2o.web.nav import NavItem, add_nav
 from o2o.web.pages.console import category_options
 
@@ -189,7 +189,7 @@ def listing_list(
     actor, merchant_id = require_managers(page)
     chosen_status = status if status in dict(STATUSES) else ""
     chosen_kind = kind if kind in KINDS else ""
-    after_id = int(after) if after.isdigit() and len(after) <= 18 else None
+    after_id = id_or_none(after)
     with page.read() as session:
         found = catalog.list_merchant_listings(
             session,
@@ -259,7 +259,7 @@ def _read_sku_rows(data: FormData) -> list[SkuRow]:
         raw_id = at(ids, i)
         rows.append(
             SkuRow(
-                id=int(raw_id) if raw_id.isdigit() and len(raw_id) <= 18 else None,
+                id=id_or_none(raw_id),
                 name=at(names, i),
                 price=at(prices, i),
                 stock=at(stocks, i),
@@ -288,7 +288,12 @@ def _check_sku_rows(rows: list[SkuRow], form: Form[Any]) -> None:
         except ValueError as exc:
             row.errors["price"] = "请填写价格，如 12.50" if not row.price else str(exc)
         if row.id is None:
-            if row.stock.isdigit() and len(row.stock) <= 9 and int(row.stock) <= MAX_UNITS:
+            if (
+                row.stock.isascii()
+                and row.stock.isdigit()
+                and len(row.stock) <= 9
+                and int(row.stock) <= MAX_UNITS
+            ):
                 row.stock_units = int(row.stock)
             else:
                 row.errors["stock"] = "库存为 0 或正整数"
@@ -335,7 +340,7 @@ def _button(data: FormData, rows: list[SkuRow]) -> bool:
             rows.append(SkuRow())
         return True
     remove = data.get("remove_sku")
-    if isinstance(remove, str) and remove.isdigit():
+    if isinstance(remove, str) and remove.isascii() and remove.isdigit() and len(remove) < 4:
         i = int(remove)
         if i < len(rows) and rows[i].id is None:
             del rows[i]

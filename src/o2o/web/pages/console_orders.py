@@ -22,7 +22,7 @@ from o2o.schemas import Schema
 from o2o.shipping import carriers
 from o2o.shipping import service as shipping
 from o2o.web.context import ConsolePageDep, PageContext, page_router
-from o2o.web.forms import Form, FormDataDep
+from o2o.web.forms import Form, FormDataDep, id_or_none
 from o2o.web.nav import NavItem, SlotItem, add_nav, provide
 from o2o.web.pages.console_redeem import today_summary
 
@@ -48,7 +48,7 @@ def _choice(value: str, allowed: Any) -> str | None:
 
 
 def _cursor(value: str) -> int | None:
-    return int(value) if value.isdigit() and len(value) <= 18 else None
+    return id_or_none(value)
 
 
 @router.get("/console/m/{merchant_id}/orders", name="console_orders")

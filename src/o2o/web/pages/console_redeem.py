@@ -24,7 +24,7 @@ from o2o.merchants.access import CLERK
 from o2o.merchants.models import Store
 from o2o.timeutil import format_china, utcnow
 from o2o.web.context import ConsolePageDep, PageContext, page_router
-from o2o.web.forms import FormDataDep
+from o2o.web.forms import FormDataDep, id_or_none
 from o2o.web.nav import NavItem, SlotItem, add_nav, provide
 
 router = page_router()
@@ -137,9 +137,7 @@ def _stores(page: PageContext) -> tuple[list[Store], dict[int, str]]:
 
 
 def _int_or_none(raw: Any) -> int | None:
-    if isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 18:
-        return int(raw.strip())
-    return None
+    return id_or_none(raw)
 
 
 def _render(

@@ -14,7 +14,7 @@ from o2o.reviews import service as reviews
 from o2o.reviews.service import MAX_REPLY
 from o2o.schemas import Id, Schema
 from o2o.web.context import ConsolePageDep, PageContext, page_router
-from o2o.web.forms import Form, FormDataDep
+from o2o.web.forms import Form, FormDataDep, id_or_none
 from o2o.web.nav import NavItem, add_nav
 from o2o.web.pages.console_listings import require_managers
 
@@ -43,7 +43,7 @@ def _render(
 ) -> Response:
     actor, merchant_id = require_managers(page)
     chosen = replied if replied in FILTERS else ""
-    before_id = int(before) if before.isdigit() and len(before) <= 18 else None
+    before_id = id_or_none(before)
     with page.read() as session:
         found = list(
             reviews.merchant_reviews(

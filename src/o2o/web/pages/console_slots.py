@@ -22,7 +22,7 @@ from o2o.merchants import service as merchants
 from o2o.schemas import Id, Schema
 from o2o.timeutil import CHINA_TZ, to_china, utcnow
 from o2o.web.context import ConsolePageDep, PageContext, page_router
-from o2o.web.forms import Form, FormDataDep
+from o2o.web.forms import Form, FormDataDep, id_or_none
 from o2o.web.pages.console_listings import own_listing, require_managers
 
 router = page_router()
@@ -137,7 +137,8 @@ def _render(
         listing = own_listing(session, page, listing_id)
         names = {s.id: s.name for s in merchants.list_stores(session, page.merchant.id)}
         stores = [(s, names.get(s, str(s))) for s in listing.store_ids]
-        chosen = int(store) if store.isdigit() and int(store) in listing.store_ids else None
+        chosen = id_or_none(store)
+        chosen = chosen if chosen in listing.store_ids else None
         if chosen is None and stores:
             chosen = stores[0][0]
         days = _week(session, page, listing, chosen, start)
