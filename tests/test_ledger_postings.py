@@ -40,7 +40,7 @@ from tests.checkout_support import (
     start_sandbox,
 )
 from tests.shipping_support import paid_goods_order, sf_number, shift_order
-from tests.voucher_support import buy, deal_item, redeem, set_vouchers
+from tests.voucher_support import buy, deal_item, redeem, set_listing, set_vouchers
 
 RATE_BP = 333  # 3.33 %: commissions that round
 U, C = ledger.CONSUMER_UNEARNED, ledger.PLATFORM_COMMISSION
@@ -293,6 +293,26 @@ def test_refund_anytime_and_expiry_refund_before_earning(
         event = RefundEvent("sandbox", refund_no, REFUND_SUCCEEDED, refund.amount_fen)
         assert payments.apply_refund_event(session, event).result == "duplicate"
     assert len(txns(db, refund_no=refund_no)) == 1
+    assert_identities(db)
+
+
+def test_expiry_without_auto_refund_earns_for_the_merchant(
+    api: Any, world: Any, db: Database, settings: Any
+) -> None:
+    set_rate(db, world)
+    deal = make_deal(db, world.a.id, world.category_id, world.a.store_ids, price_fen=1999)
+    set_listing(db, deal.listing_id, auto_refund_on_expiry=False, refund_anytime=False)
+    bought = buy(api, world.tokens["consumer"], [deal_item(deal, 2)])
+    set_vouchers(db, [bought.codes[0]], valid_until=utcnow() - timedelta(minutes=1))
+    from o2o.fulfilment import vouchers
+
+    assert vouchers.expire_due(db, settings) == 1
+    assert vouchers.expire_due(db, settings) == 0  # once
+    # Not refunded: the merchant keeps the voucher's money, less commission (3.33 % of 19.99).
+    assert bal(db, "provider:sandbox") == 3998
+    assert bal(db, U) == 1999 and payable(db, world.a.id) == 1932 and bal(db, C) == 67
+    key = f"earned:voucher:{bought.codes[0]}:expired"
+    assert [k for kind, k in txns(db, kind="earned")] == [key]
     assert_identities(db)
 
 

@@ -137,6 +137,10 @@ def refusal_for_status(status: str, **extra: Any) -> AppError | None:
 # (session, vouchers, refund or None) -> None.
 VouchersRefundedListener = Callable[[Session, Sequence[Voucher], Refund | None], None]
 vouchers_refunded_listeners: list[VouchersRefundedListener] = []
+# Called inside the transaction when unused vouchers expire and their offer did NOT promise
+# 过期自动退: the money is the merchant's now (session, order, vouchers) -> None.
+VouchersKeptListener = Callable[[Session, Order, Sequence[Voucher]], None]
+vouchers_kept_on_expiry_listeners: list[VouchersKeptListener] = []
 # Called inside the transaction after vouchers are issued for a paid order.
 VouchersIssuedListener = Callable[[Session, Order, Sequence[Voucher]], None]
 vouchers_issued_listeners: list[VouchersIssuedListener] = []
@@ -646,6 +650,12 @@ def expire_locked(session: Session, vouchers: Sequence[Voucher], now: datetime) 
     refund_ids: list[int] = []
     for order_id in sorted(by_order):
         to_refund = [v for v in by_order[order_id] if v.auto_refund_on_expiry]
+        kept = [v for v in by_order[order_id] if not v.auto_refund_on_expiry]
+        if kept and vouchers_kept_on_expiry_listeners:
+            kept_order = session.get(Order, order_id)
+            assert kept_order is not None
+            for listener in vouchers_kept_on_expiry_listeners:
+                listener(session, kept_order, kept)
         if not to_refund:
             refresh_order_status(session, order_id)
             continue

@@ -14,6 +14,9 @@ voucher redeemed                       ``post_earned`` of the voucher's share of
                                        at the line's snapshotted commission
                                        (``earned:voucher:{code}``; after an undo the next
                                        redemption earns again as ``earned:voucher:{code}#2`` …)
+voucher expired unused, offer without  ``post_earned`` of the voucher's share: the merchant
+过期自动退 (``vouchers_kept_on_expiry_  keeps it (``earned:voucher:{code}:expired``)
+listeners``)
 redemption undone                      ``reverse`` of that voucher's live earned posting
 (``redemption_undone_listeners``)      (``reverse:{earned key}``)
 goods order received, by the consumer  ``post_earned`` per line of what is left of it after
@@ -44,7 +47,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from o2o.errors import Conflict
-from o2o.fulfilment import redemption
+from o2o.fulfilment import redemption, vouchers
+from o2o.fulfilment.models import Voucher
 from o2o.fulfilment.redemption import RedemptionEvent
 from o2o.ledger import service as ledger
 from o2o.ledger.models import LedgerTransaction
@@ -182,6 +186,27 @@ def on_redemption_undone(session: Session, event: RedemptionEvent) -> None:
         )
 
 
+def on_vouchers_kept_on_expiry(session: Session, order: Order, kept: Sequence[Voucher]) -> None:
+    """An offer without 过期自动退 expired unused: the merchant keeps the money (less commission),
+    as it would have on redemption — otherwise it would sit as unearned forever."""
+    order, payment = _payment_of_order(session, order.id)
+    rates = dict(
+        session.execute(
+            select(OrderLine.id, OrderLine.commission_bp).where(OrderLine.order_id == order.id)
+        ).all()
+    )
+    for voucher in sorted(kept, key=lambda v: v.id):
+        _earn_once(
+            session,
+            key=f"{voucher_earned_key(voucher.code)}:expired",
+            payment=payment,
+            order=order,
+            gross_fen=voucher.amount_fen,
+            commission_bp=rates[voucher.order_line_id],
+            line_id=voucher.order_line_id,
+        )
+
+
 # --- earning: goods ------------------------------------------------------------------------------
 
 
@@ -301,5 +326,6 @@ def _register(listeners: list[Any], listener: Any) -> None:
 _register(payments.payment_succeeded_listeners, on_payment_succeeded)
 _register(redemption.voucher_redeemed_listeners, on_voucher_redeemed)
 _register(redemption.redemption_undone_listeners, on_redemption_undone)
+_register(vouchers.vouchers_kept_on_expiry_listeners, on_vouchers_kept_on_expiry)
 _register(shipping.receipt_listeners, on_goods_received)
 _register(payments.refund_succeeded_listeners, on_refund_succeeded)
