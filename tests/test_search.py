@@ -490,6 +490,14 @@ def test_rebuild_all_reproduces_the_index(db: Database, city: Catalogue) -> None
         assert s.scalar(select(func.count()).select_from(SearchDocument)) == 2
         assert s.scalar(select(func.count()).select_from(SearchLocation)) == 3
     assert [search(db, **q) for q in queries] == before
+    # The index keeps following edits afterwards (SQLite's FTS triggers are back in place).
+    hotpot = before[0]["items"][0]["listing_id"]
+    with db.transaction() as s:
+        s.get(Listing, hotpot).title = "潮汕牛肉锅四人餐"
+        indexer.listing_changed(s, hotpot)
+    assert ids(search(db, q="双人")) == []
+    assert ids(search(db, q="牛肉锅")) == [hotpot]
+    assert ids(search(db, q="牛肉锅", lat=HOME[0], lng=HOME[1], radius_m=3000)) == [hotpot]
 
 
 # --- nearby stores -------------------------------------------------------------------------
