@@ -58,6 +58,9 @@ PAGE_RULES: list[tuple[str, set[str]]] = [
     ("/admin/applications", {"operator"}),
     ("/admin/merchants", {"operator"}),
     ("/admin/categories", {"operator"}),
+    ("/console/m/{a}/settlements", MANAGERS),
+    ("/admin/settlements", {"operator"}),
+    ("/admin/reconciliation", {"operator"}),
 ]
 
 
@@ -168,6 +171,8 @@ def test_every_page_route_that_changes_something_checks_csrf(
         "slot_id": 1,
         "request_id": 1,
         "review_id": 1,
+        # Settlement pages (admin_settlements.py): the CSRF check comes first.
+        "statement_no": "ST0",
     }
     routes = _post_routes()
     assert ("POST", "/login") in routes and ("POST", "/admin/merchants/{merchant_id}/approve") in (

@@ -262,6 +262,25 @@ def generate_statements(
     return made
 
 
+def unsettled_postings(session: Session, cutoff: datetime) -> list[tuple[int, int, datetime]]:
+    """(transaction id, merchant id, posted at) of every payable posting before ``cutoff`` that
+    no statement covers yet (payouts excluded)."""
+    return [(t, m, at) for t, m, at in session.execute(_unsettled(cutoff)).all()]
+
+
+def settle_merchant(
+    session: Session,
+    merchant_id: int,
+    *,
+    cutoff: datetime,
+    cycle_days: int,
+    now: datetime | None = None,
+) -> list[SettlementStatement]:
+    """One merchant's statements for its unsettled postings before ``cutoff``, in the caller's
+    transaction (the demo data uses it; the worker goes through ``generate_statements``)."""
+    return _settle_merchant(session, merchant_id, cutoff, cycle_days, now or utcnow())
+
+
 # --- reading -----------------------------------------------------------------------------------
 
 

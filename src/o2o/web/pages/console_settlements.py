@@ -14,6 +14,7 @@ from o2o.ledger import service as ledger
 from o2o.merchants.access import MANAGERS
 from o2o.settlement import service
 from o2o.web.context import ConsolePageDep, PageContext, page_router
+from o2o.web.forms import id_or_none
 from o2o.web.nav import NavItem, add_nav
 from o2o.web.settlement_view import STATUS_OPTIONS, detail_context, template_globals
 
@@ -39,11 +40,13 @@ def _managers_only(page: PageContext) -> int:
 def statements(page: ConsolePageDep, status: Loose = "", before: Loose = "") -> Response:
     merchant_id = _managers_only(page)
     status = status if status in dict(STATUS_OPTIONS) else ""
-    before_id = int(before) if before.isdigit() and len(before) <= 18 else None
     with page.read() as session:
         rows = service.list_statements(
-            session, merchant_id=merchant_id, status=status or None, limit=PAGE_SIZE,
-            before_id=before_id,
+            session,
+            merchant_id=merchant_id,
+            status=status or None,
+            limit=PAGE_SIZE,
+            before_id=id_or_none(before),
         )
         balance = ledger.merchant_balance(session, merchant_id)
         unsettled = service.unsettled_payable(session, merchant_id)
