@@ -20,9 +20,23 @@ from o2o.db import Database
 from o2o.ledger import service as ledger
 from o2o.ledger.models import LedgerTransaction
 from o2o.settlement import service
-from o2o.settlement.models import ReconciliationImport, SettlementStatement
+from o2o.settlement.models import (
+    ProfitSharingOrder,
+    ReconciliationImport,
+    SettlementStatement,
+)
 from o2o.timeutil import CHINA_TZ, utcnow
+from tests.checkout_support import make_deal, make_goods
 from tests.support import World
+from tests.test_settlement_wechatpay import (  # noqa: F401  (fixtures: partner mode, the fake)
+    SUB_A,
+    buy_and_pay,
+    earn_order,
+    fake,
+    fake_server,
+    partner,
+    the_statement,
+)
 from tests.voucher_support import a_deal, paid_order, redeem
 from tests.web.support import TOKEN, PageClient, field_error
 
@@ -58,8 +72,6 @@ def settled(world: World, api: Any, db: Database, settings: Settings) -> Settled
         assert redeem(api, world, bought.codes[0]).status_code == 200
         orders.append(bought.order_no)
         payments.append(bought.payment_no)
-    from tests.checkout_support import make_deal
-
     deal_b = make_deal(db, world.b.id, world.category_id, world.b.store_ids, price_fen=2000)
     bought_b = paid_order(db, world.consumer_id, deal_b.listing_id)
     r = redeem(
@@ -267,6 +279,46 @@ def test_profit_sharing_outside_partner_mode_is_a_message(
     assert r.status_code == 404
 
 
+@pytest.mark.usefixtures("partner")
+def test_operator_settles_through_wechat_pay_profit_sharing(
+    pages: PageClient,
+    world: World,
+    api: Any,
+    db: Database,
+    settings: Settings,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Partner mode (the local fake WeChat Pay): 发起分账, 分账中 until WeChat Pay finishes, then
+    刷新分账结果 settles it — paid through profit sharing, no bank form any more."""
+    wechat = request.getfixturevalue("fake")
+    goods = make_goods(db, world.a.id, world.category_id, price_fen=10000)
+    payment_no, orders = buy_and_pay(api, db, wechat, world, [goods])
+    earn_order(db, payment_no, orders[world.a.id], complete=True)
+    no = the_statement(db, settings, world.a.id).statement_no
+    url = f"/admin/settlements/{no}"
+    client = pages.sign_in(world.operator_id)
+    assert "发起分账" in client.get(url).text
+
+    r = client.form_post(f"{url}/profit-sharing")
+    assert r.status_code == 303 and r.headers["location"] == url
+    html = client.get(url).text
+    assert "已发起分账" in html and cell(html, "statement-status") == "分账中"
+    assert "处理中" in html and "刷新分账结果" in html and "¥6.00" in html
+    with db.transaction(readonly=True) as session:
+        [order_share] = session.scalars(select(ProfitSharingOrder))
+        out_order_no = order_share.out_order_no
+
+    wechat.finish_profit_sharing(out_order_no, sub_mchid=SUB_A)
+    assert client.form_post(f"{url}/profit-sharing").status_code == 303
+    html = client.get(url).text
+    assert "分账已完成" in html and cell(html, "statement-status") == "已打款"
+    assert "微信支付分账" in html and "标记已打款" not in html and "刷新分账结果" not in html
+    assert [p.merchant_id for p in payouts(db, no)] == [world.a.id]
+    # Once: another click is a message, not a second payout.
+    assert client.form_post(f"{url}/profit-sharing").status_code == 303
+    assert "已打款" in client.get(url).text and len(payouts(db, no)) == 1
+
+
 # --- reconciliation ------------------------------------------------------------------------------
 
 HEADER = "交易时间,公众账号ID,商户号,微信订单号,商户订单号,交易状态,应结订单金额,订单金额,商户退款单号,退款金额"
@@ -405,15 +457,19 @@ def test_demo_statements_add_up_to_the_ledger(db: Database) -> None:
     with db.transaction(readonly=True) as session:
         rows = list(session.scalars(select(SettlementStatement)))
         assert rows, "the demo made no statements"
-        assert {s.status for s in rows} == {"paid", "ready"}
-        assert all(s.bank_reference for s in rows if s.status == "paid")
+        assert {"paid", "ready"} <= {s.status for s in rows} <= {"paid", "ready", "carried"}
+        assert all(s.bank_reference and s.paid_at for s in rows if s.status == "paid")
         for merchant_id in {s.merchant_id for s in rows}:
             mine = [s for s in rows if s.merchant_id == merchant_id]
             balance = ledger.merchant_balance(session, merchant_id)
-            # Σ net == everything the ledger credited the payable outside payouts (all settled).
-            assert sum(s.net_fen for s in mine) == balance.payable_fen + balance.paid_out_fen
+            unsettled = service.unsettled_payable(session, merchant_id)
+            # Σ net (+ what no statement covers yet: today's postings) == everything the ledger
+            # credited the payable outside payouts; Σ paid == what was paid out.
+            assert sum(s.net_fen for s in mine) + unsettled == (
+                balance.payable_fen + balance.paid_out_fen
+            )
             assert sum(s.payable_fen for s in mine if s.status == "paid") == balance.paid_out_fen
-            assert service.unsettled_payable(session, merchant_id) == 0
+            assert any(s.status == "ready" for s in mine)
         assert ledger.unbalanced_transactions(session) == []
         before = sorted((s.statement_no, s.status, s.net_fen) for s in rows)
         txns = session.scalar(select(func.count()).select_from(LedgerTransaction))

@@ -1,12 +1,17 @@
-"""Demo statements: the earnings the demo posted (vouchers redeemed, goods received) settled into
-结算单, so the merchant console and the operator admin show settlement on first start.
+"""Demo statements: the earnings the demo posted (vouchers redeemed, goods received, the month of
+history) settled into 结算单, so the merchant console and the operator admin show settlement
+on first start.
 
 Runs after the ledger step (``DEMO_ORDER`` 100 > the ledger's 99), through the settlement
-service. For each merchant with earnings, all but the newest posting go into a first statement,
-marked paid by bank transfer (the payout is posted to the ledger), and the newest into a
-supplementary statement of the same period, left 待打款 for the operator to pay. The demo's
-postings are from today, so the period is today's (the worker would only settle it tomorrow;
-its later postings go into the next supplementary statement).
+service, per merchant:
+
+* postings of ended periods (the demo history) are settled as the worker would; every statement
+  but the latest period's is paid by bank transfer the day after its period (T+1; the payout is
+  posted to the ledger with a bank reference), the latest period's is left 待打款 for the
+  operator. Today's postings stay 未出账 until the worker settles them tomorrow.
+* a merchant without history (only today's postings): all but its newest posting go into a first
+  statement of today, paid; the newest into a supplementary one, 待打款 — so every merchant with
+  earnings shows both states.
 
 Idempotent: once any statement exists the step does nothing — a second ``o2o demo`` must not
 settle what people did in the meantime.
@@ -23,10 +28,31 @@ from o2o.accounts import service as accounts
 from o2o.config import get_settings
 from o2o.demo import OPERATOR
 from o2o.settlement import service
-from o2o.settlement.models import SettlementStatement
+from o2o.settlement.models import READY, SettlementStatement
 from o2o.timeutil import CHINA_TZ, utcnow
 
 DEMO_ORDER = 100
+# Paid the morning after the period ends (Beijing time).
+PAID_AFTER = timedelta(hours=10)
+
+
+def _pay(
+    session: Session,
+    statement: SettlementStatement,
+    *,
+    at: datetime,
+    actor_id: int | None,
+) -> None:
+    if statement.status != READY or statement.payable_fen <= 0:
+        return  # carried into a later statement: nothing to pay on its own
+    day = at.astimezone(CHINA_TZ).strftime("%Y%m%d")
+    service.mark_paid(
+        session,
+        statement.statement_no,
+        bank_reference=f"CMB{day}{statement.merchant_id:06d}{statement.sequence:02d}",
+        actor_id=actor_id,
+        paid_at=at,
+    )
 
 
 def load_demo(session: Session) -> int:
@@ -35,28 +61,36 @@ def load_demo(session: Session) -> int:
     now = utcnow()
     cycle = get_settings().settlement_cycle_days
     operator = accounts.find_by_phone(session, OPERATOR[0])
+    actor_id = operator.id if operator else None
+    ended = service.settled_before(now, cycle)
     horizon = now + timedelta(seconds=1)
     postings: dict[int, list[datetime]] = {}
     for _txn_id, merchant_id, posted_at in service.unsettled_postings(session, horizon):
         postings.setdefault(merchant_id, []).append(posted_at)
     made = 0
     for merchant_id in sorted(postings):
+        history = service.settle_merchant(
+            session, merchant_id, cutoff=ended, cycle_days=cycle, now=now
+        )
+        if history:
+            latest = max(s.period_start for s in history)
+            for statement in history:
+                if statement.period_start < latest:
+                    _pay(
+                        session,
+                        statement,
+                        at=min(statement.period_end + PAID_AFTER, now),
+                        actor_id=actor_id,
+                    )
+            made += len(history)
+            continue
+        # No history: today's postings, all but the newest paid, the newest waiting.
         newest = max(postings[merchant_id])
-        # Everything before the newest posting: a first statement, paid by bank transfer.
         first = service.settle_merchant(
             session, merchant_id, cutoff=newest, cycle_days=cycle, now=now
         )
         for statement in first:
-            if statement.payable_fen > 0:
-                day = now.astimezone(CHINA_TZ).strftime("%Y%m%d")
-                service.mark_paid(
-                    session,
-                    statement.statement_no,
-                    bank_reference=f"CMB{day}{merchant_id:06d}{statement.sequence:02d}",
-                    actor_id=operator.id if operator else None,
-                    paid_at=now,
-                )
-        # The newest: waiting for the operator (待打款).
+            _pay(session, statement, at=now, actor_id=actor_id)
         rest = service.settle_merchant(
             session, merchant_id, cutoff=horizon, cycle_days=cycle, now=now
         )
