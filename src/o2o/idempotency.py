@@ -1,8 +1,11 @@
 """``Idempotency-Key`` for POSTs that must not happen twice (checkout, payment, refund, redemption).
 
-The key row is inserted first, inside the caller's transaction: a concurrent duplicate waits on
-the unique index and, once the first commits, gets the stored response instead of doing the work
-again. The same key with a different body is a 409.
+The key row is claimed first, inside the action's transaction, with ``INSERT … ON CONFLICT DO
+NOTHING``: a concurrent duplicate waits on the unique index and, once the first commits, finds
+nothing inserted and gets the stored response instead of doing the work again (if the first rolls
+back, the duplicate's insert goes through and it does the work). The same key with a different
+body is a 409. Claim and answer are two prebuilt Core statements: this runs on every checkout,
+where the ORM's unit of work cost more than the SQL itself.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, UniqueConstraint, select
+from sqlalchemy import JSON, Integer, String, UniqueConstraint, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -35,6 +39,24 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int] = mapped_column(Integer, default=0)
     response: Mapped[Any] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+_KEYS = IdempotencyRecord.__table__
+# The claim: a row id when the key was free, nothing when someone holds (or held) it.
+_CLAIM = {
+    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(_KEYS)
+    .on_conflict_do_nothing(index_elements=["scope", "key"])
+    .returning(_KEYS.c.id)
+    for dialect in (postgresql, sqlite)
+}
+_ANSWER = (
+    _KEYS.update()
+    .where(_KEYS.c.id == bindparam("record_id"))
+    .values(
+        status_code=bindparam("answer_status", type_=_KEYS.c.status_code.type),
+        response=bindparam("answer_body", type_=_KEYS.c.response.type),
+    )
+)
 
 
 def fingerprint(payload: Any) -> str:
@@ -61,24 +83,36 @@ def run_once(
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise ValidationFailed("Idempotency-Key 格式无效", field="Idempotency-Key")
     request_hash = fingerprint(payload)
-    for attempt in range(3):
-        # A new key is the common case: claim it at once; look for a stored answer only after
-        # the claim failed (a replay, or a duplicate that was in flight).
-        if attempt:
-            stored = _stored(db, scope, key)
-            if stored is not None:
-                return _replay(stored, request_hash)
+    claim = _CLAIM[db.dialect]
+    for _attempt in range(3):
+        # A new key is the common case: claim it at once; look for a stored answer only when
+        # the claim found the key taken (a replay, or a duplicate that was in flight).
         try:
             with db.transaction() as session:
-                record = IdempotencyRecord(scope=scope, key=key, request_hash=request_hash)
-                session.add(record)
-                session.flush()  # claims the key; a concurrent duplicate waits here
-                status, body = action(session)
-                record.status_code = status
-                record.response = body
-                return status, body
+                conn = session.connection()
+                record_id = conn.execute(
+                    claim,
+                    {
+                        "scope": scope,
+                        "key": key,
+                        "request_hash": request_hash,
+                        "status_code": 0,
+                        "created_at": utcnow(),
+                    },
+                ).scalar()
+                if record_id is not None:
+                    status, body = action(session)
+                    conn.execute(
+                        _ANSWER,
+                        {"record_id": record_id, "answer_status": status, "answer_body": body},
+                    )
+                    return status, body
         except IntegrityError:
-            continue  # someone else claimed the key first: replay theirs
+            continue  # the action's own insert collided (e.g. a drawn number): try again
+        stored = _stored(db, scope, key)
+        if stored is not None:
+            return _replay(stored, request_hash)
+        # The holder rolled back between our claim and our read: claim again.
     raise Conflict("同一幂等键的请求正在处理中，请稍后重试", code="idempotency_in_progress")
 
 

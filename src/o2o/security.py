@@ -59,18 +59,21 @@ def read_token(secret: str, token: str) -> int:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def bearer_user_id(
+async def bearer_user_id(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> int | None:
-    """The caller's user id from ``Authorization: Bearer``, or from the page session cookie."""
+    """The caller's user id from ``Authorization: Bearer``, or from the page session cookie.
+
+    ``async def`` (and ``require_user_id`` too): a few microseconds of HMAC on the event loop
+    are cheaper than the worker-thread round trip FastAPI gives a plain ``def`` dependency."""
     if credentials is not None:
         return read_token(request.app.state.secret_key, credentials.credentials)
     session_user = getattr(request.state, "session_user_id", None)
     return session_user
 
 
-def require_user_id(user_id: Annotated[int | None, Depends(bearer_user_id)]) -> int:
+async def require_user_id(user_id: Annotated[int | None, Depends(bearer_user_id)]) -> int:
     if user_id is None:
         raise Unauthorized("请先登录", headers={"WWW-Authenticate": "Bearer"})
     return user_id
