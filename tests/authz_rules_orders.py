@@ -36,4 +36,8 @@ def rules(Rule, EVERYONE, SIGNED_IN, A_MANAGERS, OPERATOR, a_params) -> dict:
         ("GET", "/api/v1/merchants/{merchant_id}/orders"): Rule(
             A_MANAGERS | {"clerk"}, a_params, query="?kind=service"
         ),
+        # One order: a goods order is back office (owner, manager); the clerk gets 404.
+        ("GET", "/api/v1/merchants/{merchant_id}/orders/{order_no}"): Rule(
+            A_MANAGERS, lambda w: {**a_params(w), "order_no": order_for(w.db, w)[0]}
+        ),
     }

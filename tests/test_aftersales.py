@@ -6,21 +6,28 @@ databases."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, update
 
 from o2o.accounts.models import User
 from o2o.errors import Conflict
 from o2o.merchants.access import load_actor
 from o2o.orders.models import Order, OrderLine
+from o2o.payments import registry
 from o2o.payments import service as payments
 from o2o.payments.models import Refund
+from o2o.payments.providers import ProviderRefused, RefundEvent, RefundRequest
+from o2o.payments.sandbox import SandboxProvider
 from o2o.shipping import aftersales
 from o2o.shipping.models import AfterSalesLine, AfterSalesRequest
 from o2o.timeutil import utcnow
 from o2o.worker import load_jobs
+from tests.checkout_support import TEST_SECRET
 from tests.shipping_support import (
     PaidOrder,
     orm_after_sales,
@@ -416,3 +423,96 @@ def test_approve_racing_cancel_one_wins(world: Any, db: Any) -> None:
             .select_from(AfterSalesRequest)
             .where(AfterSalesRequest.status == "approved")
         )
+
+
+@dataclass
+class RefusingBank(SandboxProvider):
+    """The sandbox, but the bank refuses refunds while ``refuse`` is set."""
+
+    refuse: bool = True
+
+    def __post_init__(self) -> None:
+        SandboxProvider.__init__(self, TEST_SECRET)
+
+    def refund(self, refund: RefundRequest) -> RefundEvent:
+        if self.refuse:
+            raise ProviderRefused("NOT_ENOUGH", "商户余额不足")
+        return super().refund(refund)
+
+
+@pytest.fixture
+def refusing_bank() -> Iterator[RefusingBank]:
+    provider = RefusingBank()
+    registry.overrides["sandbox"] = lambda settings: provider
+    try:
+        yield provider
+    finally:
+        registry.overrides.pop("sandbox", None)
+
+
+def test_a_refused_refund_is_refund_failed_then_retried(
+    api: Any, world: Any, db: Any, settings: Any, refusing_bank: RefusingBank
+) -> None:
+    """An approved request whose refund the provider refuses never stays "approved" silently:
+    it is ``refund_failed`` (visible to all), the worker sends it again later, and once the
+    bank pays it ends ``refunded``."""
+    order = received(api, world)
+    request_id = open_request(api, world, order).json()["id"]
+    r = decide(api, world, request_id, "approve")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "refund_failed"
+    assert r.json()["status_label"] == "退款失败，等待重试"
+    assert r.json()["refund"]["status"] == "failed"
+    mine = api.get("/api/v1/after-sales?status=refund_failed", as_=world.tokens["consumer"])
+    assert [i["id"] for i in mine.json()["items"]] == [request_id]
+    failed = api.get("/api/v1/admin/refunds?status=failed", as_=world.tokens["operator"])
+    assert len(failed.json()["items"]) == 1
+    # The money is not back: the same lines cannot be asked for again meanwhile.
+    again = open_request(api, world, order)
+    assert again.status_code == 409 and again.json()["code"] == "after_sales_already_open"
+
+    # Too early for the worker; an hour later it retries (same refund_no) — refused again.
+    [refund] = refunds(db)
+    assert aftersales.retry_failed_refunds(db, settings) == 0
+    soon = utcnow() + aftersales.REFUND_RETRY_AFTER + timedelta(minutes=1)
+    assert aftersales.retry_failed_refunds(db, settings, now=soon) == 1
+    assert request_row(db, request_id).status == "refund_failed"
+    assert [r.refund_no for r in refunds(db)] == [refund.refund_no]
+
+    # The bank has money again: the next retry goes through and the request is refunded.
+    refusing_bank.refuse = False
+    later = soon + aftersales.REFUND_RETRY_AFTER + timedelta(minutes=1)
+    assert aftersales.retry_failed_refunds(db, settings, now=later) == 1
+    assert request_row(db, request_id).status == "approved"
+    payments.process_refunds(db, settings, now=later + timedelta(hours=2))
+    row = request_row(db, request_id)
+    assert row.status == "refunded" and row.refunded_at is not None
+    [refund] = refunds(db)
+    assert refund.status == "succeeded"
+
+
+def test_refund_failed_waits_for_the_operator_after_the_automatic_attempts(
+    api: Any, world: Any, db: Any, settings: Any, refusing_bank: RefusingBank
+) -> None:
+    order = received(api, world)
+    request_id = open_request(api, world, order).json()["id"]
+    assert decide(api, world, request_id, "approve").json()["status"] == "refund_failed"
+    with db.transaction() as session:
+        session.execute(update(Refund).values(attempts=aftersales.REFUND_AUTO_ATTEMPTS))
+    far = utcnow() + timedelta(days=1)
+    assert aftersales.retry_failed_refunds(db, settings, now=far) == 0
+    assert request_row(db, request_id).status == "refund_failed"
+    # Transitions outside the table stay 409: a failed request cannot be approved again.
+    assert decide(api, world, request_id, "approve").status_code == 409
+
+    # The operator retries from the refund console: the request is on its way again.
+    refusing_bank.refuse = False
+    [refund] = refunds(db)
+    retried = api.post(
+        f"/api/v1/admin/refunds/{refund.refund_no}/retry", as_=world.tokens["operator"]
+    )
+    assert retried.status_code == 200, retried.text
+    assert request_row(db, request_id).status == "approved"
+    payments.process_refunds(db, settings, now=far)
+    payments.process_refunds(db, settings, now=far + timedelta(hours=2))
+    assert request_row(db, request_id).status == "refunded"

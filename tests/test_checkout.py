@@ -8,12 +8,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from o2o.catalog.models import Listing, Sku, TimeSlot
+from o2o.channels import service as channels
+from o2o.channels.models import Channel, Visit
 from o2o.merchants.models import Merchant
-from o2o.orders.models import Order, OrderLine
+from o2o.orders.models import Checkout, Order, OrderLine
 from o2o.payments.models import Payment
+from o2o.timeutil import utcnow
 from tests.checkout_support import (
     ADDRESS,
     assert_units_reconcile,
@@ -26,6 +29,25 @@ from tests.checkout_support import (
     pay_sandbox,
     place,
 )
+
+
+def make_channel(db: Any, code: str, *, active: bool = True) -> None:
+    with db.transaction() as session:
+        channels.create_channel(session, code=code, name=f"渠道{code}", kind="other")
+        if not active:
+            session.scalar(select(Channel).where(Channel.code == code)).is_active = False
+
+
+def order_channels(db: Any, checkout: dict[str, Any]) -> set[str]:
+    nos = [o["order_no"] for o in checkout["orders"]]
+    with db.transaction(readonly=True) as session:
+        found = set(session.scalars(select(Order.channel).where(Order.order_no.in_(nos))))
+        found |= set(
+            session.scalars(
+                select(Checkout.channel).where(Checkout.checkout_no == checkout["checkout_id"])
+            )
+        )
+    return found
 
 
 def count(db: Any, model: Any) -> int:
@@ -97,6 +119,10 @@ def test_cashier_form_posts_back_to_the_page(api: Any, world: Any, db: Any) -> N
     assert r.status_code == 303
     page = api.get(r.headers["location"])
     assert "已支付" in page.text and "支付成功</button>" not in page.text
+    # After paying, the way back to the consumer's order page.
+    order_no = body["orders"][0]["order_no"]
+    assert f'href="/orders/{order_no}">返回订单</a>' in page.text
+    assert api.get(f"/orders/{order_no}", follow_redirects=False).status_code != 404
 
 
 def test_multi_merchant_checkout_makes_one_order_per_merchant_and_kind(
@@ -112,6 +138,7 @@ def test_multi_merchant_checkout_makes_one_order_per_merchant_and_kind(
     deal_b = make_deal(
         db, world.b.id, world.category_id, world.b.store_ids, price_fen=6000, stock=2
     )
+    make_channel(db, "wechat_entry")
     token = world.tokens["consumer"]
     r = place(
         api,
@@ -424,3 +451,96 @@ def test_anonymous_cannot_checkout(api: Any, world: Any, db: Any) -> None:
         "/api/v1/checkout", json={"items": [goods_item(goods)], "shipping_address": ADDRESS}
     )
     assert r.status_code == 401
+
+
+# --- channel attribution (last touch) ------------------------------------------------------------
+
+
+def test_a_visit_through_a_channel_attributes_the_later_checkout(
+    api: Any, world: Any, db: Any
+) -> None:
+    """An anonymous visit with ?ch= sets the visitor cookie; the checkout that follows (same
+    browser, signed in) is attributed to that channel without any body field."""
+    make_channel(db, "metro-poster")
+    make_channel(db, "search-ad")
+    goods = make_goods(db, world.a.id, world.category_id, stock=10)
+    token = world.tokens["consumer"]
+    landing = api.get("/api/v1/search?q=x&ch=METRO-POSTER")
+    assert "o2o_vid" in api.cookies
+    assert landing.status_code < 500
+    assert order_channels(db, checkout_goods(api, token, goods)) == {"metro-poster"}
+
+    # A later touch (X-Channel header) wins: last touch.
+    api.get("/api/v1/search?q=y", headers={"X-Channel": "search-ad"})
+    assert order_channels(db, checkout_goods(api, token, goods)) == {"search-ad"}
+
+    # An explicit, known channel in the body wins over the touches.
+    make_channel(db, "wechat-home")
+    body = place(api, token, [goods_item(goods)], address=ADDRESS, channel="wechat-home")
+    assert order_channels(db, body.json()) == {"wechat-home"}
+
+    # An unknown (or inactive) explicit code is ignored: the last touch still counts.
+    make_channel(db, "paused", active=False)
+    for code in ("no-such-code", "paused"):
+        body = place(api, token, [goods_item(goods)], address=ADDRESS, channel=code)
+        assert body.status_code == 201, body.text
+        assert order_channels(db, body.json()) == {"search-ad"}
+
+
+def test_visitor_header_and_unknown_channels(api: Any, world: Any, db: Any) -> None:
+    make_channel(db, "partner-a")
+    goods = make_goods(db, world.a.id, world.category_id, stock=10)
+    token = world.tokens["consumer"]
+    # No visit at all, an unknown explicit code: no channel.
+    body = place(api, token, [goods_item(goods)], address=ADDRESS, channel="nope")
+    assert body.status_code == 201 and order_channels(db, body.json()) == {""}
+    # An app that sends X-Visitor-Id instead of the cookie.
+    headers = {"X-Visitor-Id": "app-visitor-0001"}
+    api.get("/api/v1/search?q=x&ch=partner-a", headers=headers)
+    api.cookies.clear()
+    r = api.post(
+        "/api/v1/checkout",
+        json={"items": [goods_item(goods)], "shipping_address": ADDRESS},
+        headers={**headers, "Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 201, r.text
+    assert order_channels(db, r.json()) == {"partner-a"}
+    # The checkout request itself may carry the channel.
+    r = api.post(
+        "/api/v1/checkout?ch=partner-a",
+        json={"items": [goods_item(goods)], "shipping_address": ADDRESS},
+        headers={
+            "X-Visitor-Id": "other-visitor-01",
+            "Authorization": f"Bearer {world.tokens['other_consumer']}",
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert order_channels(db, r.json()) == {"partner-a"}
+
+
+def test_a_visit_outside_the_window_attributes_nothing(api: Any, world: Any, db: Any) -> None:
+    make_channel(db, "old-poster")
+    goods = make_goods(db, world.a.id, world.category_id, stock=10)
+    token = world.tokens["consumer"]
+    window = channels.channel_settings().attribution_window_days
+    with db.transaction() as session:
+        channel_id = session.scalar(select(Channel.id).where(Channel.code == "old-poster"))
+        session.add(
+            Visit(
+                channel_id=channel_id,
+                visitor_id="stale-visitor-01",
+                user_id=world.consumer_id,
+                path="/",
+                created_at=utcnow() - timedelta(days=window, minutes=5),
+            )
+        )
+    api.cookies.set("o2o_vid", "stale-visitor-01")
+    assert order_channels(db, checkout_goods(api, token, goods)) == {""}
+    # Inside the window, the same visit would count.
+    with db.transaction() as session:
+        session.execute(
+            update(Visit)
+            .where(Visit.visitor_id == "stale-visitor-01")
+            .values(created_at=utcnow() - timedelta(days=window) + timedelta(minutes=5))
+        )
+    assert order_channels(db, checkout_goods(api, token, goods)) == {"old-poster"}

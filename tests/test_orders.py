@@ -118,6 +118,20 @@ def test_merchant_orders_managers_see_all_clerks_their_stores(
     )
     assert staff_view.json()["items"][0]["user_id"] == world.consumer_id
 
+    # One order, by the same rule (API and the public service function pages use).
+    def one(role: str, order_no: str, merchant: Any = world.a) -> int:
+        r = api.get(f"/api/v1/merchants/{merchant.id}/orders/{order_no}", as_=world.tokens[role])
+        if r.status_code == 200:
+            assert r.json()["order_no"] == order_no and r.json()["user_id"] == world.consumer_id
+        return r.status_code
+
+    assert [one("manager", no) for no in (g, s0, s1, sl)] == [200] * 4
+    assert [one("clerk", no) for no in (g, s0, s1, sl)] == [404, 200, 404, 404]
+    assert one("owner", "00000000000000000000") == 404
+    assert one("other_manager", s0) == 403
+    assert one("other_manager", s0, world.b) == 404  # another merchant's order looks absent
+    assert one("consumer", s0) == 403
+
 
 def test_cancel_releases_holds_and_cancels_every_order_of_the_payment(
     api: Any, world: Any, db: Any

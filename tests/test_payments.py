@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from o2o.orders.models import Order
 from o2o.payments import registry, service
 from o2o.payments.models import Payment, PaymentNotification, Refund
 from o2o.payments.providers import (
@@ -516,3 +517,45 @@ def test_timeout_asks_the_provider_before_closing(
     assert askable.closed == [unpaid]
     lv = assert_units_reconcile(db, goods.item_id)
     assert (lv.sold, lv.held) == (1, 0)
+
+
+def test_each_order_keeps_its_transaction_id(api: Any, world: Any, db: Any) -> None:
+    """合单: the provider pays each sub-order (= order) under its own transaction id; a single
+    payment's id is the order's too."""
+    token = world.tokens["consumer"]
+    a = make_goods(db, world.a.id, world.category_id, price_fen=1000)
+    b = make_goods(db, world.b.id, world.category_id, price_fen=2000)
+    body = place(api, token, [goods_item(a), goods_item(b)], address=ADDRESS).json()
+    no = body["payment"]["payment_no"]
+    start_sandbox(api, token, no)
+    order_nos = [o["order_no"] for o in body["orders"]]
+    event = PaymentEvent(
+        provider="sandbox",
+        payment_no=no,
+        status=EVENT_SUCCEEDED,
+        amount_fen=3000,
+        sub_txn_ids={order_nos[0]: "4200000001", order_nos[1]: "4200000002"},
+    )
+    with db.transaction() as session:
+        assert service.apply_payment_event(session, event).result == "applied"
+    with db.transaction() as session:  # a replay changes nothing
+        assert service.apply_payment_event(session, event).result == "duplicate"
+    with db.transaction(readonly=True) as session:
+        rows = dict(
+            session.execute(
+                select(Order.order_no, Order.provider_txn_id).where(Order.order_no.in_(order_nos))
+            ).all()
+        )
+        statuses = set(session.scalars(select(Order.status).where(Order.order_no.in_(order_nos))))
+    assert rows == {order_nos[0]: "4200000001", order_nos[1]: "4200000002"}
+    assert statuses == {"paid"}
+
+    single = checkout_goods(api, token, a)
+    pay_sandbox(api, token, single["payment"]["payment_no"])
+    with db.transaction(readonly=True) as session:
+        txn, payment_txn = session.execute(
+            select(Order.provider_txn_id, Payment.provider_txn_id)
+            .join(Payment, Payment.id == Order.payment_id)
+            .where(Order.order_no == single["orders"][0]["order_no"])
+        ).one()
+    assert txn == payment_txn

@@ -17,6 +17,7 @@ from o2o.accounts.models import User
 from o2o.errors import AppError, Conflict
 from o2o.merchants.access import load_actor
 from o2o.orders.models import Order
+from o2o.payments.models import Refund
 from o2o.shipping import carriers, service
 from o2o.shipping.models import Shipment, ShipmentLine, TrackingEvent
 from o2o.timeutil import utcnow
@@ -142,6 +143,30 @@ def test_partial_shipments_then_the_order_is_shipped(api: Any, world: Any) -> No
     # everything shipped: nothing more to ship (409, the order is no longer paid)
     again = ship(api, world, order.order_no)
     assert again.status_code == 409 and again.json()["code"] == "invalid_transition"
+
+
+def test_full_refund_is_refused_once_anything_shipped(api: Any, world: Any, db: Any) -> None:
+    """After the first parcel leaves, the consumer's money comes back through after-sales."""
+    token = world.tokens["consumer"]
+    order = paid_goods_order(api, world, lines=2, shipping_fee_fen=500)
+    assert ship(api, world, order.order_no, line_ids=[order.line_ids[0]]).status_code == 201
+    assert order_row(db, order.order_no).status == "paid"  # partly shipped: still paid
+    r = api.post(f"/api/v1/orders/{order.order_no}/refunds", json={}, as_=token)
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "refund_after_shipping"
+    assert "售后" in r.json()["detail"]
+    assert ship(api, world, order.order_no).status_code == 201
+    r = api.post(f"/api/v1/orders/{order.order_no}/refunds", json={"reason": "不想要了"}, as_=token)
+    assert r.status_code == 409 and r.json()["code"] == "refund_after_shipping"
+    row = order_row(db, order.order_no)
+    assert row.status == "shipped" and row.refunded_fen == 0
+    with db.transaction(readonly=True) as session:
+        assert session.scalar(select(func.count()).select_from(Refund)) == 0
+
+    # An order not shipped at all is still refunded in full the direct way.
+    other = paid_goods_order(api, world)
+    r = api.post(f"/api/v1/orders/{other.order_no}/refunds", json={}, as_=token)
+    assert r.status_code == 201, r.text
 
 
 def test_shipping_refusals(api: Any, world: Any, db: Any) -> None:

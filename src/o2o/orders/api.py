@@ -6,12 +6,13 @@ import logging
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from o2o.channels.middleware import visitor_id as channel_visitor_id
 from o2o.deps import ActorDep, DbDep, IdempotencyKey, ReadSessionDep, SettingsDep
 from o2o.fulfilment import vouchers
 from o2o.idempotency import run_once
@@ -47,6 +48,7 @@ Cursor = Annotated[str | None, Query(pattern=r"^\d{1,18}$")]
 @router.post("/checkout", status_code=201, response_model=CheckoutOut)
 def checkout(
     body: CheckoutIn,
+    request: Request,
     user_id: UserIdDep,
     db: DbDep,
     settings: SettingsDep,
@@ -54,6 +56,8 @@ def checkout(
 ) -> JSONResponse:
     """One checkout across merchants: orders per merchant and kind, one payment, stock held."""
     items = [service.CartItem(i.listing_id, i.quantity, i.sku_id, i.slot_id) for i in body.items]
+    # Last-touch attribution: the visitor id the channel middleware assigned or the client sent.
+    visitor = channel_visitor_id(request)
     address = body.shipping_address.model_dump() if body.shipping_address else None
 
     def action(session: Session) -> tuple[int, dict]:
@@ -63,8 +67,9 @@ def checkout(
             user_id=user_id,
             items=items,
             shipping_address=address,
-            channel=body.channel or "",
+            channel=body.channel,
             note=body.note,
+            visitor_id=visitor,
         )
         return 201, result
 
@@ -296,6 +301,15 @@ def list_merchant_orders(
         items=orders_out(session, found, staff=True),  # type: ignore[arg-type]
         next_cursor=_next(found, limit),
     )
+
+
+@router.get("/merchants/{merchant_id}/orders/{order_no}", response_model=MerchantOrderOut)
+def get_merchant_order(
+    merchant_id: Id, order_no: OrderNo, actor: ActorDep, session: ReadSessionDep
+) -> MerchantOrderOut:
+    """Staff: one order, by the list's rule (a clerk: service orders for its stores)."""
+    order = service.get_merchant_order(session, actor, merchant_id, order_no)
+    return orders_out(session, [order], staff=True)[0]  # type: ignore[return-value]
 
 
 routers = [router]

@@ -1,6 +1,7 @@
 """Demo checkouts of the demo consumer (张小凡): one checkout across three merchants (books, a
-hotpot deal, a salon deal) paid with the sandbox, and one left waiting for payment — so both the
-consumer's order list and the merchants' order lists have something on first start.
+hotpot deal, a salon deal) paid with the sandbox, one left waiting for payment, one refunded
+before shipping and one cancelled — so both the consumer's order list and the merchants' order
+lists have something on first start.
 
 Through the services (checkout; the sandbox success applied as a verified payment event), so
 stock, sales and the paid hooks (vouchers, ledger) stay consistent. Idempotent: the demo
@@ -19,15 +20,17 @@ from o2o.config import get_settings
 from o2o.demo import CONSUMER
 from o2o.merchants.models import Merchant
 from o2o.orders import service as orders
-from o2o.orders.models import Order
+from o2o.orders.models import CANCELLED_BY_CONSUMER, Order
 from o2o.payments import service as payments
 from o2o.payments.models import PENDING, Payment
-from o2o.payments.providers import EVENT_SUCCEEDED, PaymentEvent
+from o2o.payments.providers import EVENT_SUCCEEDED, REFUND_SUCCEEDED, PaymentEvent, RefundEvent
 from o2o.timeutil import utcnow
 
 DEMO_ORDER = 40
 PAID_NOTE = "演示结算：跨商户一次支付"
 UNPAID_NOTE = "演示结算：待支付"
+REFUNDED_NOTE = "演示结算：未发货已退款"
+CANCELLED_NOTE = "演示结算：已取消"
 ADDRESS = {
     "name": CONSUMER[2],
     "phone": CONSUMER[0],
@@ -122,7 +125,7 @@ def load_demo(session: Session) -> int:
                 user_id=consumer.id,
                 items=cart,
                 shipping_address=ADDRESS if has_goods else None,
-                channel="demo",
+                channel="wechat-home",  # a demo channel (channels demo runs first)
                 note=PAID_NOTE,
             )
             _pay_with_sandbox(session, body["payment"]["payment_no"])
@@ -138,6 +141,41 @@ def load_demo(session: Session) -> int:
                 shipping_address=ADDRESS,
                 note=UNPAID_NOTE,
             )
+            created += len(body["orders"])
+    if not _exists(session, consumer.id, REFUNDED_NOTE):
+        item = _goods(session, "深城书房")
+        if item is not None:
+            # Paid, then the consumer's full refund before shipping; the sandbox bank pays back.
+            body = orders.checkout(
+                session,
+                settings,
+                user_id=consumer.id,
+                items=[item],
+                shipping_address=ADDRESS,
+                note=REFUNDED_NOTE,
+            )
+            _pay_with_sandbox(session, body["payment"]["payment_no"])
+            refund = payments.consumer_full_refund(
+                session,
+                user_id=consumer.id,
+                order_no=body["orders"][0]["order_no"],
+                reason="买错了规格",
+            )
+            payments.apply_refund_event(
+                session,
+                RefundEvent("sandbox", refund.refund_no, REFUND_SUCCEEDED, refund.amount_fen),
+            )
+            created += len(body["orders"])
+    if not _exists(session, consumer.id, CANCELLED_NOTE):
+        item = _deal(session, "蜀香居重庆老火锅")
+        if item is not None:
+            # Cancelled by the consumer before paying: the hold went back.
+            body = orders.checkout(
+                session, settings, user_id=consumer.id, items=[item], note=CANCELLED_NOTE
+            )
+            payment = payments.lock_payment(session, payment_no=body["payment"]["payment_no"])
+            assert payment is not None
+            payments.close_payment(session, payment, CANCELLED_BY_CONSUMER, utcnow())
             created += len(body["orders"])
     session.flush()
     return created

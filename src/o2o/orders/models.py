@@ -83,6 +83,8 @@ class Order(Base):
         CheckConstraint("refunded_fen >= 0 AND refunded_fen <= payable_fen", name="refund_cap"),
         Index("ix_orders_user_id_id", "user_id", "id"),
         Index("ix_orders_merchant_id_status_id", "merchant_id", "status", "id"),
+        # The auto-confirm sweep: shipped orders by the time of their last shipment.
+        Index("ix_orders_status_shipped_at", "status", "shipped_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -104,6 +106,9 @@ class Order(Base):
     # Traffic entry point (渠道) code; attribution comes with the channels issue.
     channel: Mapped[str] = mapped_column(String(40), default="")
     cancel_reason: Mapped[str] = mapped_column(String(20), default="")
+    # The provider's transaction id for this order's money: the payment's own, or for a combined
+    # payment (WeChat Pay 合单) the id of this order's sub-order.
+    provider_txn_id: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, joinedload
 from o2o.accounts.models import User
 from o2o.catalog import service as catalog
 from o2o.catalog.models import GOODS, Listing, ListingStore, Sku, TimeSlot
+from o2o.channels import service as channels
 from o2o.config import Settings
 from o2o.errors import NotFound, ValidationFailed
 from o2o.inventory import service as inventory
@@ -183,10 +184,16 @@ def checkout(
     user_id: int,
     items: Sequence[CartItem],
     shipping_address: dict[str, Any] | None = None,
-    channel: str = "",
+    channel: str | None = None,
     note: str = "",
+    visitor_id: str | None = None,
 ) -> dict[str, Any]:
-    """One checkout: orders per (merchant, kind), one payment, stock held. Returns the 201 body."""
+    """One checkout: orders per (merchant, kind), one payment, stock held. Returns the 201 body.
+
+    ``channel`` is what the client claims (checkout's ``channel`` field); the code stored on the
+    checkout and its orders is what ``channels.attribute`` decides: that channel if it exists and
+    is active, else the last touch of ``visitor_id`` (``channels.middleware.visitor_id(request)``)
+    or of the user within the attribution window, else none. Unknown codes are ignored."""
     if not items:
         raise ValidationFailed("购物车是空的", field="items")
     if len(items) > MAX_ITEMS:
@@ -209,6 +216,7 @@ def checkout(
     if not has_goods and shipping_address:
         raise ValidationFailed("团购套餐无需收货地址", field="shipping_address")
     _check_per_user_limits(session, user_id, lines)
+    channel = channels.attribute(session, visitor_id, user_id, channel=channel or None) or ""
 
     # Group into orders: one per merchant and kind, in the order the cart names them.
     groups: dict[tuple[int, str], list[_Line]] = {}
@@ -460,6 +468,20 @@ def list_merchant_orders(
     if before_id:
         stmt = stmt.where(Order.id < before_id)
     return session.scalars(stmt).all()
+
+
+def get_merchant_order(session: Session, actor: Actor, merchant_id: int, order_no: str) -> Order:
+    """One order of the merchant, by the list's rule: owners and managers see any; a clerk only
+    a service order usable at one of its stores. Anything else — another merchant's order, a
+    goods order for a clerk — looks like no order at all (404)."""
+    visible = actor.visible_store_ids(merchant_id)  # raises 403 for non-staff
+    stmt = select(Order).where(Order.order_no == order_no, Order.merchant_id == merchant_id)
+    if visible is not None:
+        stmt = stmt.where(Order.kind != GOODS, _at_stores(visible))
+    order = session.scalar(stmt)
+    if order is None:
+        raise NotFound("订单不存在", code="order_not_found")
+    return order
 
 
 def merchant_names(session: Session, merchant_ids: Iterable[int]) -> dict[int, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from html import escape
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -125,6 +126,8 @@ h1{{font-size:18px;margin:0 0 4px}} .hint{{color:#888;font-size:13px}}
 button{{display:block;width:100%;padding:14px;margin-top:12px;border:0;border-radius:8px;
 font-size:16px;cursor:pointer}}
 .ok{{background:#07c160;color:#fff}} .fail{{background:#eee;color:#c00}}
+a.back{{display:block;text-align:center;margin-top:16px;padding:12px;border-radius:8px;
+color:#07c160;text-decoration:none;border:1px solid #07c160}}
 </style></head><body><div class="card">
 <h1>沙箱收银台</h1>
 <div class="hint">测试用支付，不会产生真实扣款</div>
@@ -133,6 +136,7 @@ font-size:16px;cursor:pointer}}
 <div class="hint" style="text-align:center">支付单号 {payment_no}　请在 {expires} 前完成支付</div>
 <div class="status">当前状态：<b>{status}</b></div>
 {buttons}
+{back}
 </div></body></html>
 """
 
@@ -157,8 +161,15 @@ def sandbox_cashier(
         expires=escape(format_china(view["expires_at"])),
         status=escape(view["status_label"]),
         buttons=_BUTTONS if payable else "",
+        back=_back_link(view["orders"]),
     )
     return HTMLResponse(page)
+
+
+def _back_link(order_nos: list[str]) -> str:
+    """Back to the consumer's order page (one order) or order list (a checkout of several)."""
+    href = f"/orders/{quote(order_nos[0], safe='')}" if len(order_nos) == 1 else "/orders"
+    return f'<a class="back" href="{escape(href)}">返回订单</a>'
 
 
 @sandbox_router.post(

@@ -103,6 +103,12 @@ SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "x-api-key"})
 payment_succeeded_listeners: list[Any] = []
 # Called inside the transaction when a refund succeeds: (session, refund, order) -> None.
 refund_succeeded_listeners: list[Any] = []
+# Called inside the transaction when a refund fails for good (the provider refused), after the
+# amount was freed: (session, refund, order) -> None. After-sales marks its request here.
+refund_failed_listeners: list[Any] = []
+# Called inside the transaction when a failed refund is sent again (same refund_no, amount
+# reserved again): (session, refund) -> None.
+refund_retried_listeners: list[Any] = []
 # Vetoes on the consumer's full refund, (session, order) -> None raising Conflict: e.g. the
 # shipping domain refuses once any line of the order has shipped (partial shipments keep the
 # order ``paid``).
@@ -283,14 +289,14 @@ def apply_payment_event(session: Session, event: PaymentEvent) -> Applied:
         payment.paid_at = event.paid_at or now
         payment.provider_txn_id = event.provider_txn_id[:64]
         payment.updated_at = now
+        paid_orders = orders.orders_of_payment(session, payment.id)
+        _record_txn_ids(paid_orders, event)
         # The money is here, whatever becomes of the orders: listeners first (the ledger posts
         # it before any order is paid, revived or refunded).
         for listener in payment_succeeded_listeners:
             listener(session, payment)
         if was != CLOSED:
-            orders.mark_paid(
-                session, orders.orders_of_payment(session, payment.id, status=PENDING_PAYMENT), now
-            )
+            orders.mark_paid(session, [o for o in paid_orders if o.status == PENDING_PAYMENT], now)
             return Applied("applied")
         return _late_money(session, payment, now)
     if event.status == EVENT_FAILED:
@@ -301,6 +307,15 @@ def apply_payment_event(session: Session, event: PaymentEvent) -> Applied:
             return Applied("failed_recorded")
         return Applied("ignored", f"payment is {payment.status}")
     return Applied("ignored", f"event status {event.status}")
+
+
+def _record_txn_ids(paid_orders: Sequence[Order], event: PaymentEvent) -> None:
+    """Each order keeps the provider's transaction id for its money: a combined payment's
+    sub-order id (合单: one per order) or else the payment's own id."""
+    for order in paid_orders:
+        txn = event.sub_txn_ids.get(order.order_no) or event.provider_txn_id
+        if txn:
+            order.provider_txn_id = txn[:64]
 
 
 def _late_money(session: Session, payment: Payment, now: datetime) -> Applied:
@@ -410,6 +425,9 @@ def _fail_refund(session: Session, refund: Refund, error: str, now: datetime) ->
         order.status = ORDER_STATUS.next_state(order.status, "refund_failed")
         order.updated_at = now
     log.error("refund %s failed: %s", refund.refund_no, error)
+    session.flush()
+    for listener in refund_failed_listeners:
+        listener(session, refund, order)
 
 
 def _unreserve(session: Session, refund: Refund) -> None:
@@ -814,9 +832,11 @@ def consumer_full_refund(
         raise Conflict("订单尚未支付，请直接取消订单", code="order_not_paid")
     if order.kind != GOODS:
         raise Conflict("团购订单请按券码申请退款", code="refund_by_voucher")
-    next_status = ORDER_STATUS.next_state(order.status, "request_refund")  # 409 unless paid
+    # Vetoes first: once anything has shipped (even when the order is ``shipped`` or
+    # ``completed``) the answer is "use after-sales", with its own stable code.
     for check in full_refund_checks:
         check(session, order)
+    next_status = ORDER_STATUS.next_state(order.status, "request_refund")  # 409 unless paid
     all_lines = orders.lines_by_order(session, [order.id])[order.id]
     whole_lines = line_ids is None or set(line_ids) == {line.id for line in all_lines}
     whole_amount = amount_fen is None or amount_fen == _refundable(session, order.id)
@@ -962,6 +982,8 @@ def retry_refund(session: Session, refund_no: str) -> Refund:
     refund.updated_at = now
     refund.failed_at = None
     session.flush()
+    for listener in refund_retried_listeners:
+        listener(session, refund)
     return refund
 
 
@@ -1042,9 +1064,11 @@ __all__ = [
     "close_payment",
     "consumer_full_refund",
     "handle_notification",
+    "payment_succeeded_listeners",
     "process_refunds",
     "record_and_apply",
-    "payment_succeeded_listeners",
+    "refund_failed_listeners",
+    "refund_retried_listeners",
     "refund_succeeded_listeners",
     "request_refund",
     "start_payment",

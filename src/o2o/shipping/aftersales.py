@@ -29,12 +29,14 @@ from o2o.money import split_proportionally
 from o2o.orders import service as orders
 from o2o.orders.models import COMPLETED, GOODS, ORDER_STATUS, Order, OrderLine
 from o2o.payments import service as payments
+from o2o.payments.models import REFUND_FAILED as REFUND_STATUS_FAILED
 from o2o.payments.models import REFUND_STATUS, REFUND_SUCCEEDED, Refund
 from o2o.shipping.models import (
     AFTER_SALES_KIND_LABELS,
     AFTER_SALES_KINDS,
     AFTER_SALES_STATUS,
     APPROVED,
+    REFUND_FAILED,
     REQUESTED,
     AfterSalesLine,
     AfterSalesRequest,
@@ -48,6 +50,13 @@ RESPOND_WITHIN = timedelta(hours=48)
 # An automatic approval the payment core refused (e.g. nothing left to refund) is retried later.
 AUTO_APPROVE_RETRY = timedelta(hours=1)
 TIMEOUT_DECIDER = "system:timeout"
+# A refund the provider refused (e.g. the merchant's balance was short) is sent again by the
+# worker this long after it failed, while it has had fewer than this many attempts; after that
+# it waits in ``refund_failed`` for the operator (refund console: retry).
+REFUND_RETRY_AFTER = timedelta(hours=1)
+REFUND_AUTO_ATTEMPTS = 5
+# Lines of a request in these statuses cannot be asked for again (the money is not back yet).
+OPEN_STATUSES = (REQUESTED, REFUND_FAILED)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -135,7 +144,7 @@ def open_request(
         .join(AfterSalesRequest, AfterSalesRequest.id == AfterSalesLine.request_id)
         .where(
             AfterSalesRequest.order_id == order.id,
-            AfterSalesRequest.status == REQUESTED,
+            AfterSalesRequest.status.in_(OPEN_STATUSES),
             AfterSalesLine.order_line_id.in_([line.id for line in chosen]),
         )
         .limit(1)
@@ -340,8 +349,86 @@ def on_refund_succeeded(session: Session, refund: Refund, order: Order) -> None:
         session.flush()
 
 
-if on_refund_succeeded not in payments.refund_succeeded_listeners:
-    payments.refund_succeeded_listeners.append(on_refund_succeeded)
+def on_refund_failed(session: Session, refund: Refund, order: Order) -> None:
+    """The payment core's listener: the provider refused an approved request's refund for good
+    (the amount is free again). The request says so instead of staying "approved"."""
+    request = session.scalar(
+        select(AfterSalesRequest)
+        .where(AfterSalesRequest.refund_id == refund.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if request is not None and request.status == APPROVED:
+        _move(request, "refund_failed", refund.failed_at or utcnow())
+        session.flush()
+        log.warning("after-sales %s: refund %s failed", request.id, refund.refund_no)
+
+
+def on_refund_retried(session: Session, refund: Refund) -> None:
+    """The payment core's listener: a failed refund is on its way again (operator or worker)."""
+    request = session.scalar(
+        select(AfterSalesRequest)
+        .where(AfterSalesRequest.refund_id == refund.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if request is not None and request.status == REFUND_FAILED:
+        _move(request, "retry_refund", refund.updated_at or utcnow())
+        session.flush()
+
+
+for _list, _listener in (
+    (payments.refund_succeeded_listeners, on_refund_succeeded),
+    (payments.refund_failed_listeners, on_refund_failed),
+    (payments.refund_retried_listeners, on_refund_retried),
+):
+    if _listener not in _list:
+        _list.append(_listener)
+
+
+def retry_failed_refunds(
+    db: Database, settings: Settings, *, now: datetime | None = None, batch: int = 50
+) -> int:
+    """Send refused after-sales refunds again (same refund_no) ``REFUND_RETRY_AFTER`` after they
+    failed, up to ``REFUND_AUTO_ATTEMPTS`` attempts; later ones wait for the operator. Each in
+    its own transaction, locks in the usual order (order, request, refund)."""
+    now = now or utcnow()
+    with db.transaction(readonly=True) as session:
+        due = session.execute(
+            select(AfterSalesRequest.id, AfterSalesRequest.order_id, Refund.refund_no)
+            .join(Refund, Refund.id == AfterSalesRequest.refund_id)
+            .where(
+                AfterSalesRequest.status == REFUND_FAILED,
+                Refund.status == REFUND_STATUS_FAILED,
+                Refund.failed_at <= now - REFUND_RETRY_AFTER,
+                Refund.attempts < REFUND_AUTO_ATTEMPTS,
+            )
+            .order_by(Refund.failed_at, AfterSalesRequest.id)
+            .limit(batch)
+        ).all()
+    refund_ids: list[int] = []
+    for request_id, order_id, refund_no in due:
+        try:
+            with db.transaction() as session:
+                orders.lock_order(session, order_id)
+                request = session.scalar(
+                    select(AfterSalesRequest)
+                    .where(
+                        AfterSalesRequest.id == request_id,
+                        AfterSalesRequest.status == REFUND_FAILED,
+                    )
+                    .with_for_update(skip_locked=True)
+                    .execution_options(populate_existing=True)
+                )
+                if request is None:
+                    continue  # retried meanwhile, or another worker has it
+                # Moves the refund back to pending; the listener above re-opens the request.
+                refund_ids.append(payments.retry_refund(session, refund_no).id)
+        except AppError as exc:  # e.g. the amount no longer fits: the operator decides
+            log.warning("retrying the refund of after-sales %s refused: %s", request_id, exc.detail)
+    for refund_id in refund_ids:
+        send_refund(db, settings, refund_id)
+    return len(refund_ids)
 
 
 def sync_refunded(db: Database, *, now: datetime | None = None, batch: int = 100) -> int:

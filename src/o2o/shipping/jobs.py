@@ -18,3 +18,9 @@ def auto_confirm_receipt(db: Database, settings: Settings) -> int:
 def after_sales_auto_approve(db: Database, settings: Settings) -> int:
     """After-sales requests unanswered for 48 hours → approved and refunded."""
     return aftersales.auto_approve(db, settings)
+
+
+@job("after_sales_refund_retry")
+def after_sales_refund_retry(db: Database, settings: Settings) -> int:
+    """Refused after-sales refunds → sent again an hour later (a few times), then the operator."""
+    return aftersales.retry_failed_refunds(db, settings)

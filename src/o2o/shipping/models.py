@@ -110,7 +110,7 @@ AFTER_SALES_KINDS = (REFUND_ONLY, RETURN_REFUND)
 AFTER_SALES_KIND_LABELS = {REFUND_ONLY: "仅退款", RETURN_REFUND: "退货退款"}
 
 REQUESTED, APPROVED, REJECTED = "requested", "approved", "rejected"
-CANCELLED, REFUNDED = "cancelled", "refunded"
+CANCELLED, REFUNDED, REFUND_FAILED = "cancelled", "refunded", "refund_failed"
 
 AFTER_SALES_STATUS = StateMachine(
     "售后申请",
@@ -120,6 +120,10 @@ AFTER_SALES_STATUS = StateMachine(
         (REQUESTED, "cancel"): CANCELLED,
         # The refund created on approval succeeded at the payment provider.
         (APPROVED, "refund_succeeded"): REFUNDED,
+        # The provider refused the refund for good: never left silently "approved". The worker
+        # sends it again later (a few times), then it waits for the operator's retry.
+        (APPROVED, "refund_failed"): REFUND_FAILED,
+        (REFUND_FAILED, "retry_refund"): APPROVED,
     },
     labels={
         REQUESTED: "待商家处理",
@@ -127,6 +131,7 @@ AFTER_SALES_STATUS = StateMachine(
         REJECTED: "商家已拒绝",
         CANCELLED: "已撤销",
         REFUNDED: "已退款",
+        REFUND_FAILED: "退款失败，等待重试",
     },
 )
 
@@ -149,7 +154,7 @@ class AfterSalesRequest(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     kind: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(12), default=REQUESTED)
+    status: Mapped[str] = mapped_column(String(20), default=REQUESTED)
     reason: Mapped[str] = mapped_column(String(200))
     amount_fen: Mapped[int] = mapped_column(Integer)
     reject_reason: Mapped[str] = mapped_column(String(200), default="")

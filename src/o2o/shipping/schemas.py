@@ -17,7 +17,9 @@ TrackingNo = Annotated[str, Field(min_length=1, max_length=40)]
 LineIds = Annotated[list[Id], Field(min_length=1, max_length=50)]
 TrackingStatus = Literal["collected", "in_transit", "delivering", "delivered", "exception"]
 AfterSalesKind = Literal["refund_only", "return_refund"]
-AfterSalesStatus = Literal["requested", "approved", "rejected", "cancelled", "refunded"]
+AfterSalesStatus = Literal[
+    "requested", "approved", "rejected", "cancelled", "refunded", "refund_failed"
+]
 Reason = Annotated[str, Field(min_length=1, max_length=200)]
 
 

@@ -23,6 +23,7 @@ from o2o.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from o2o.merchants.access import MANAGERS, Actor
 from o2o.orders import service as orders
 from o2o.orders.models import GOODS, ORDER_STATUS, SHIPPED, Order, OrderLine
+from o2o.payments import service as payments
 from o2o.shipping import carriers
 from o2o.shipping.models import (
     DELIVERED,
@@ -68,6 +69,21 @@ def has_shipments(session: Session, order_id: int) -> bool:
         session.scalar(select(ShipmentLine.id).where(ShipmentLine.order_id == order_id).limit(1))
         is not None
     )
+
+
+def refuse_full_refund_once_shipped(session: Session, order: Order) -> None:
+    """The payment core's veto on the consumer's full refund: once any parcel has left, the
+    money comes back through after-sales (the merchant has to get the goods back first)."""
+    if order.kind == GOODS and (order.shipped_at is not None or has_shipments(session, order.id)):
+        raise Conflict(
+            "订单已发货，不能直接退款；请确认收货后申请售后",
+            code="refund_after_shipping",
+            order_no=order.order_no,
+        )
+
+
+if refuse_full_refund_once_shipped not in payments.full_refund_checks:
+    payments.full_refund_checks.append(refuse_full_refund_once_shipped)
 
 
 def _shipped_line_ids(session: Session, order_id: int) -> set[int]:
