@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from o2o.channels import service as channels
+from o2o.channels.middleware import VISITOR_COOKIE
 from o2o.fulfilment.models import Voucher
 from o2o.orders.models import Order
 from o2o.payments.models import Payment
@@ -109,6 +111,25 @@ def test_double_submit_creates_one_order_and_goes_to_the_cashier(
     # A new form (new key) is a new order.
     pages.form_post("/checkout", {**form, "idempotency_key": "k-other-123456"})
     assert len(orders_of(world, world.consumer_id)) == 2
+
+
+def test_page_checkout_is_attributed_to_the_channel_the_visitor_came_through(
+    pages: PageClient, world: World
+) -> None:
+    with world.db.transaction() as session:
+        channels.create_channel(session, code="metro-poster", name="地铁海报", kind="poster_qr")
+    listing_id = indexed_deal(world)
+    # An anonymous visit through the poster's link, then sign-in on the same phone.
+    pages.sign_in(None)
+    assert pages.get("/", params={"ch": "metro-poster"}).status_code == 200
+    visitor = pages.cookies.get(VISITOR_COOKIE)
+    assert visitor
+    pages.sign_in(world.consumer_id)
+    pages.cookies.set(VISITOR_COOKIE, visitor)
+    form = {"listing_id": listing_id, "quantity": 1, "idempotency_key": "k-channel-1234"}
+    assert pages.form_post("/checkout", form).status_code == 303
+    [order] = orders_of(world, world.consumer_id)
+    assert order.channel == "metro-poster"
 
 
 def test_checkout_errors_are_shown_on_the_form(pages: PageClient, world: World) -> None:

@@ -49,6 +49,7 @@ AFTER_SALES_STATUS_BADGES = {
     "approved": "badge-info",
     "refunded": "badge-approved",
     "rejected": "badge-rejected",
+    "refund_failed": "badge-pending",  # the worker retries; the label says so
 }
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from o2o.catalog import service as catalog
 from o2o.catalog.models import GOODS
+from o2o.channels.middleware import visitor_id as channel_visitor_id
 from o2o.errors import AppError, ValidationFailed
 from o2o.fulfilment import vouchers
 from o2o.idempotency import run_once
@@ -386,10 +387,17 @@ def checkout_once(
     user_id = page.actor.user_id
     settings = page.settings
     payload = {"items": [item.__dict__ for item in cart], "shipping_address": address}
+    # Last-touch attribution: the channel this browser came in through (?ch=…), if any.
+    visitor = channel_visitor_id(page.request)
 
     def action(session: Any) -> tuple[int, dict[str, Any]]:
         return 201, orders.checkout(
-            session, settings, user_id=user_id, items=cart, shipping_address=address
+            session,
+            settings,
+            user_id=user_id,
+            items=cart,
+            shipping_address=address,
+            visitor_id=visitor,
         )
 
     for attempt in range(3):
