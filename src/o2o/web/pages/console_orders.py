@@ -9,9 +9,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 from fastapi.responses import Response
 from pydantic import Field
-from sqlalchemy import select
 
-from o2o.errors import NotFound
 from o2o.fulfilment import vouchers
 from o2o.merchants import service as merchants
 from o2o.merchants.access import CLERK, MANAGERS
@@ -91,24 +89,9 @@ def order_list(
 
 
 def _visible_order(page: PageContext, session: Any, order_no: str) -> Order:
-    """The order if this member may see it (the list's rule); anything else looks absent."""
+    """The order if this member may see it (the API's rule); anything else looks absent."""
     assert page.actor is not None and page.merchant is not None
-    order = session.scalar(
-        select(Order).where(Order.order_no == order_no, Order.merchant_id == page.merchant.id)
-    )
-    if order is None:
-        raise NotFound("订单不存在", code="order_not_found")
-    visible = page.actor.visible_store_ids(page.merchant.id)
-    if visible is not None:
-        # Same rule as list_merchant_orders for clerks: service orders usable at its stores.
-        allowed = session.scalar(
-            select(Order.id).where(
-                Order.id == order.id, Order.kind != GOODS, orders._at_stores(visible)
-            )
-        )
-        if allowed is None:
-            raise NotFound("订单不存在", code="order_not_found")
-    return order
+    return orders.get_merchant_order(session, page.actor, page.merchant.id, order_no)
 
 
 def _detail(page: PageContext, order_no: str, form: Form[ShipForm] | None = None) -> Response:
