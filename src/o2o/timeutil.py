@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta, timezone
 
 CHINA_TZ = timezone(timedelta(hours=8), name="Asia/Shanghai")
 
+# Set only by ``clock_at`` (demo history): the time ``utcnow`` reports in this context.
+_clock: ContextVar[datetime | None] = ContextVar("o2o_clock", default=None)
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    fixed = _clock.get()
+    return datetime.now(UTC) if fixed is None else fixed
+
+
+@contextmanager
+def clock_at(moment: datetime) -> Iterator[None]:
+    """Within the block, ``utcnow()`` is ``moment`` (this thread / task only). For replaying
+    the real services in the past (demo history: every row, ledger posting and number gets the
+    time it would have had); never on a request path."""
+    token = _clock.set(as_utc(moment))
+    try:
+        yield
+    finally:
+        _clock.reset(token)
 
 
 def as_utc(value: datetime) -> datetime:
