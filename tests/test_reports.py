@@ -780,7 +780,7 @@ def test_reading_when_models_are_even_or_close() -> None:
     # O2O refunds 1% against 10%; e-commerce buyers come back 40% against 10%: one point each.
     assert service.reading(
         "丽人", m("service"), m("goods", refunded_fen=10000, repeat_buyers=12)
-    ) == ("丽人：两种模式各有所长——O2O 退款率 1% 低于电商的 10%；电商复购率 40% 高于 O2O 的 10%")
+    ) == ("丽人：两种模式各有所长——O2O：退款率 1% 低于电商的 10%；电商：复购率 40% 高于 O2O 的 10%")
     # Nothing sold through O2O: its GMV and commission are 0.
     assert service.reading(
         "丽人", m("service", gmv_fen=0, refunded_fen=0, commission_fen=0), m("goods")

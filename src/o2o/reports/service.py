@@ -855,8 +855,8 @@ def _verdict(o2o: ModelMetrics, goods: ModelMetrics, min_sample: int) -> str:
         if not points:
             return "两种模式表现相近（GMV、履约率、退款率、复购率差距都不明显）"
         return (
-            f"两种模式各有所长——O2O{'，'.join(p.text for p in wins[SERVICE][:2])}；"
-            f"电商{'，'.join(p.text for p in wins[GOODS][:2])}"
+            f"两种模式各有所长——O2O：{'，'.join(p.text for p in wins[SERVICE][:2])}；"
+            f"电商：{'，'.join(p.text for p in wins[GOODS][:2])}"
         )
     winner = SERVICE if len(wins[SERVICE]) > len(wins[GOODS]) else GOODS
     loser = GOODS if winner == SERVICE else SERVICE
