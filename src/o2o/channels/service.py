@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -189,6 +189,35 @@ def link_visitor(session: Session, visitor_id: str, user_id: int) -> int:
 # --- attribution -------------------------------------------------------------------------------
 
 
+def _last_touch(by_visitor: bool, by_user: bool) -> Any:
+    visits, channels = Visit.__table__.c, Channel.__table__.c
+    who = []
+    if by_visitor:
+        who.append(visits.visitor_id == bindparam("visitor_id"))
+    if by_user:
+        who.append(visits.user_id == bindparam("user_id"))
+    return (
+        select(channels.code, visits.created_at)
+        .join_from(Visit.__table__, Channel.__table__, channels.id == visits.channel_id)
+        .where(
+            or_(*who),
+            visits.created_at > bindparam("since"),
+            visits.created_at <= bindparam("until"),
+        )
+        .order_by(visits.created_at.desc(), visits.id.desc())
+        .limit(1)
+    )
+
+
+# The last-touch query per (by visitor id, by user), built once.
+_LAST_TOUCH = {
+    (by_visitor, by_user): _last_touch(by_visitor, by_user)
+    for by_visitor in (True, False)
+    for by_user in (True, False)
+    if by_visitor or by_user
+}
+
+
 def attribute(
     session: Session,
     visitor_id: str | None,
@@ -218,18 +247,17 @@ def attribute(
     now = as_utc(now or utcnow())
     window = timedelta(days=window_days or channel_settings().attribution_window_days)
     since = now - window
-    who = []
-    if visitor_id is not None:
-        who.append(Visit.visitor_id == visitor_id)
-    if user_id is not None:
-        who.append(Visit.user_id == user_id)
-    row = session.execute(
-        select(Channel.code, Visit.created_at)
-        .join(Channel, Channel.id == Visit.channel_id)
-        .where(or_(*who), Visit.created_at > since, Visit.created_at <= now)
-        .order_by(Visit.created_at.desc(), Visit.id.desc())
-        .limit(1)
-    ).first()
+    # Core on the session's connection: this runs inside every checkout (the hot path). Core
+    # does not autoflush, so flush first (free when nothing is pending).
+    session.flush()
+    row = (
+        session.connection()
+        .execute(
+            _LAST_TOUCH[(visitor_id is not None, user_id is not None)],
+            {"visitor_id": visitor_id, "user_id": user_id, "since": since, "until": now},
+        )
+        .first()
+    )
     best: tuple[str, datetime] | None = (row[0], as_utc(row[1])) if row else None
     from o2o.channels.middleware import pending_touches  # the queue lives with the middleware
 
