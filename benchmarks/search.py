@@ -6,6 +6,9 @@ PostgreSQL.
     .venv/bin/python benchmarks/search.py --listings 10000      # a quick run (stores = listings/5)
     O2O_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
         .venv/bin/python benchmarks/search.py                   # PostgreSQL too (or --pg URL)
+    .venv/bin/python benchmarks/search.py --no-sqlite --pg URL --keep-pg   # keep the loaded database
+    .venv/bin/python benchmarks/search.py --no-sqlite --reuse-pg URL       # query it again (migrated
+                                                                # to head and analysed first)
 
 Query mixes (limit 20, default sort):
   keyword+near  a keyword within 3 km of the consumer (relevance)
@@ -620,30 +623,52 @@ def server(url: str, workdir: Path) -> Iterator[str]:
 # --- one backend ----------------------------------------------------------------------------
 
 
+def loaded_data(db: Database) -> dict[str, Any]:
+    """What generate() returned, read back from a database it filled (for --reuse-pg): store
+    points and categories in id order, so the same seed makes the same queries."""
+    with db.engine.connect() as conn:
+        points = conn.exec_driver_sql("SELECT lat, lng FROM stores ORDER BY id").fetchall()
+        cats = conn.exec_driver_sql(
+            "SELECT id, name, parent_id FROM categories ORDER BY id"
+        ).fetchall()
+        counts = conn.exec_driver_sql(
+            "SELECT (SELECT count(*) FROM merchants), (SELECT count(*) FROM listings),"
+            " (SELECT count(*) FROM listing_stores)"
+        ).one()
+    return {
+        "merchants": counts[0],
+        "stores": len(points),
+        "listings": counts[1],
+        "listing_stores": counts[2],
+        "store_points": [(lat, lng) for lat, lng in points],
+        "categories": {
+            "parents": {name: id_ for id_, name, parent in cats if parent is None},
+            "leaves": [id_ for id_, _name, parent in cats if parent is not None],
+        },
+    }
+
+
 def bench_backend(
-    name: str, url: str, args: argparse.Namespace, workdir: Path, report: list[dict[str, Any]]
+    name: str,
+    url: str,
+    args: argparse.Namespace,
+    workdir: Path,
+    report: list[dict[str, Any]],
+    *,
+    reuse: bool = False,
 ) -> None:
     print(f"\n== {name}: {args.stores:,} stores, {args.listings:,} listings ==", flush=True)
     t0 = time.perf_counter()
     migrate.upgrade(url)
     db = Database.from_url(url)
     try:
-        data = generate(db, args.stores, args.listings, args.seed)
-        t1 = time.perf_counter()
-        print(
-            f"generated {data['merchants']:,} merchants, {data['stores']:,} stores,"
-            f" {data['listings']:,} listings, {data['listing_stores']:,} listing-store links"
-            f" in {t1 - t0:.1f} s",
-            flush=True,
-        )
-        _analyze(db)  # fresh statistics, as autovacuum (PostgreSQL) would have them
-        tokens.warm_up()
-        with db.transaction() as s:
-            indexed = indexer.rebuild_all(s)
-        t2 = time.perf_counter()
-        print(f"indexed {indexed:,} searchable listings in {t2 - t1:.1f} s", flush=True)
-        _analyze(db)
-
+        if reuse:
+            data = loaded_data(db)
+            print(f"reusing {data['stores']:,} stores, {data['listings']:,} listings", flush=True)
+            _analyze(db)
+            tokens.warm_up()
+        else:
+            data = _load(db, args, t0)
         queries = make_queries(data, args.queries, args.seed + 1)
         warm = make_queries(data, 50, args.seed + 2)
         for qs in warm.values():
@@ -679,6 +704,26 @@ def bench_backend(
                 }
             )
             _print_row(report[-1])
+
+
+def _load(db: Database, args: argparse.Namespace, t0: float) -> dict[str, Any]:
+    """Generate the catalogue, index it, and leave fresh statistics behind."""
+    data = generate(db, args.stores, args.listings, args.seed)
+    t1 = time.perf_counter()
+    print(
+        f"generated {data['merchants']:,} merchants, {data['stores']:,} stores,"
+        f" {data['listings']:,} listings, {data['listing_stores']:,} listing-store links"
+        f" in {t1 - t0:.1f} s",
+        flush=True,
+    )
+    _analyze(db)  # fresh statistics, as autovacuum (PostgreSQL) would have them
+    tokens.warm_up()
+    with db.transaction() as s:
+        indexed = indexer.rebuild_all(s)
+    t2 = time.perf_counter()
+    print(f"indexed {indexed:,} searchable listings in {t2 - t1:.1f} s", flush=True)
+    _analyze(db)
+    return data
 
 
 def _analyze(db: Database) -> None:
@@ -720,6 +765,14 @@ def main() -> None:
         default=os.environ.get("O2O_TEST_POSTGRES_URL"),
         help="PostgreSQL server URL where a database may be created",
     )
+    parser.add_argument(
+        "--keep-pg", action="store_true", help="keep the PostgreSQL database and print its URL"
+    )
+    parser.add_argument(
+        "--reuse-pg",
+        metavar="URL",
+        help="query a database an earlier --keep-pg run loaded (no generation)",
+    )
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--no-http", action="store_true")
@@ -731,7 +784,9 @@ def main() -> None:
     try:
         if not args.no_sqlite:
             bench_backend("SQLite", f"sqlite:///{workdir / 'bench.db'}", args, workdir, report)
-        if args.pg and not args.no_pg:
+        if args.reuse_pg and not args.no_pg:
+            bench_backend("PostgreSQL", args.reuse_pg, args, workdir, report, reuse=True)
+        elif args.pg and not args.no_pg:
             admin = args.pg.replace("postgresql://", "postgresql+psycopg://", 1)
             name = f"o2o_search_bench_{secrets.token_hex(4)}"
             engine = create_engine(admin, isolation_level="AUTOCOMMIT")
@@ -741,8 +796,11 @@ def main() -> None:
             try:
                 bench_backend("PostgreSQL", url, args, workdir, report)
             finally:
-                with engine.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                if args.keep_pg:
+                    print(f"\nkept the PostgreSQL database: --reuse-pg {url}", flush=True)
+                else:
+                    with engine.connect() as conn:
+                        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
                 engine.dispose()
         elif not args.no_pg:
             print("\nPostgreSQL skipped: pass --pg URL or set O2O_TEST_POSTGRES_URL")

@@ -307,6 +307,30 @@ def test_radius_excludes_a_listing_five_km_away_and_sorts_by_distance(
     assert ids(search(db, q="烤串", lat=HOME[0], lng=HOME[1], radius_m=3000)) == []
 
 
+def test_category_and_kind_near_me(db: Database, city: Catalogue) -> None:
+    """Category / kind near me, by distance: a filter nothing located has (goods) is empty at
+    once; the others find their deals, a parent category its children's."""
+    hotpot = city.listing("重庆老火锅双人套餐", "蜀香居重庆老火锅", "火锅", ("海岸城店",))
+    cut = city.listing("精致洗剪发套餐", "名匠造型", "美发", ("科技园店",))
+    city.listing("手机套餐礼包", "数码港", "数码", kind="goods")
+    here = {"lat": HOME[0], "lng": HOME[1], "radius_m": 3000}
+
+    def near(**kw: Any) -> list[int]:
+        return ids(search(db, **here, **kw))
+
+    assert near(category_id=city.categories["美食"]) == [hotpot]
+    assert near(category_id=city.categories["火锅"]) == [hotpot]
+    assert near(category_id=city.categories["丽人"]) == [cut]
+    assert near(category_id=city.categories["数码"]) == []
+    assert near(category_id=city.categories["数码"], kind="goods") == []
+    assert near(category_id=city.categories["美食"], kind="goods") == []
+    assert near(category_id=city.categories["美食"], kind="service") == [hotpot]
+    assert near(kind="goods") == []
+    assert near(kind="service") == [hotpot, cut]
+    # Without a radius too (distance sort over everything).
+    assert ids(search(db, lat=HOME[0], lng=HOME[1], category_id=city.categories["丽人"])) == [cut]
+
+
 def test_nearest_store_of_a_chain_deal_and_distance_without_radius(
     db: Database, city: Catalogue
 ) -> None:

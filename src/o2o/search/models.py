@@ -10,13 +10,14 @@ The indexer (``o2o.search.indexer``) is the only writer.
 so "the best 20 of 10,000 matches" is read in order and stops after 20, instead of scoring all
 10,000 (bm25 over FTS5 costs ~15 µs a match: 150 ms for a broad keyword).
 
-The full-text structures are database-specific and live in migration 0003 only (names with an
+The full-text structures are database-specific and live in migrations only (0003, 0011) (names with an
 ``fts`` word, which ``o2o.migrate.include_name`` leaves out of model/migration comparisons):
 - SQLite: FTS5 tables ``search_fts`` (every document) and ``search_fts_near`` (located ones:
   near-me searches never wade through goods), over title_tokens, other_tokens, tag_tokens with
   rowid = rank_key; external content = this table, kept in step by triggers;
 - PostgreSQL: generated tsvector columns ``fts_title``, ``fts_text`` (title + other) and
-  ``fts_tags``, each with a GIN index.
+  ``fts_tags``, under one multicolumn GIN index ``ix_search_documents_fts`` without a pending
+  list (``fastupdate = off``; migration 0011 says why).
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class SearchLocation(Base):
             "kind",
             "rank_key",
         ),
+        # "Anything of this category / kind located at all?" in one index entry.
+        Index("ix_search_locations_kind_category", "kind", "category_id"),
         # SQLite: clustered by (rank_key, store_id), so "the stores of this candidate" is one
         # b-tree seek instead of an index seek plus a row fetch.
         {"sqlite_with_rowid": False},

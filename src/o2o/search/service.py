@@ -372,6 +372,9 @@ def _run(session: Session, sql: str, params: dict[str, Any]) -> list[Any]:
         if name in params:
             values = ", ".join(str(int(v)) for v in params.pop(name))
             sql = sql.replace(f":{name}", f"({values})")
+    if "kinds" in params:  # only ever members of KINDS
+        kinds = [k for k in params.pop("kinds") if k in KINDS]
+        sql = sql.replace(":kinds", "(" + ", ".join(f"'{k}'" for k in kinds) + ")")
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         sql = _NAMED.sub(r"%(\1)s", sql)
@@ -583,11 +586,16 @@ def _by_distance(
 
 
 def _any_located(session: Session, query: _Query) -> bool:
-    params = query.params()
-    source, where, _rank = query.match(params, near=True)
+    """Whether any document of the category / kind filters has a location: one entry of the
+    (kind, category_id) index on search_locations, which holds only located documents."""
+    where = ["l.kind IN :kinds"]
+    params: dict[str, Any] = {"kinds": [query.kind] if query.kind is not None else list(KINDS)}
+    if query.categories is not None:
+        where.append("l.category_id IN :ids")
+        params["ids"] = query.categories
     rows = _run(
         session,
-        f"SELECT 1 AS one FROM {_fts_only(source)} WHERE {' AND '.join(where)} LIMIT 1",
+        f"SELECT 1 AS one FROM search_locations l WHERE {' AND '.join(where)} LIMIT 1",
         params,
     )
     return bool(rows)
