@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from o2o import geo
 from o2o.catalog import service as catalog_service
@@ -522,6 +522,24 @@ def test_rebuild_all_reproduces_the_index(db: Database, city: Catalogue) -> None
     assert ids(search(db, q="双人")) == []
     assert ids(search(db, q="牛肉锅")) == [hotpot]
     assert ids(search(db, q="牛肉锅", lat=HOME[0], lng=HOME[1], radius_m=3000)) == [hotpot]
+
+
+def test_rebuild_all_leaves_the_postgresql_gin_index_without_pending_list(
+    db: Database, city: Catalogue
+) -> None:
+    """A full rebuild loads through GIN's pending list, merges it and switches it off again,
+    so searches never scan one (migration 0011)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's GIN index")
+    hotpot = city.listing("重庆老火锅双人套餐", "蜀香居重庆老火锅", "火锅", ("海岸城店",))
+    with db.transaction() as s:
+        indexer.rebuild_all(s)
+    with db.transaction(readonly=True) as s:
+        options = s.execute(
+            text("SELECT reloptions FROM pg_class WHERE relname = 'ix_search_documents_fts'")
+        ).scalar_one()
+    assert options == ["fastupdate=off"]
+    assert ids(search(db, q="火锅", lat=HOME[0], lng=HOME[1], radius_m=3000)) == [hotpot]
 
 
 # --- nearby stores -------------------------------------------------------------------------
