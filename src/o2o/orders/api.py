@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from o2o.channels.middleware import visitor_id as channel_visitor_id
 from o2o.deps import ActorDep, DbDep, IdempotencyKey, ReadSessionDep, SettingsDep
 from o2o.fulfilment import vouchers
-from o2o.idempotency import run_once
+from o2o.idempotency import answer_early, run_once
 from o2o.orders import service
 from o2o.orders.models import ORDER_STATUS, Checkout, Order
 from o2o.orders.schemas import (
@@ -70,6 +70,7 @@ def checkout(
             channel=body.channel,
             note=body.note,
             visitor_id=visitor,
+            before_decrements=lambda result: answer_early(session, 201, result),
         )
         return 201, result
 

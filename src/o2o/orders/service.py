@@ -187,13 +187,18 @@ def checkout(
     channel: str | None = None,
     note: str = "",
     visitor_id: str | None = None,
+    before_decrements: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """One checkout: orders per (merchant, kind), one payment, stock held. Returns the 201 body.
 
     ``channel`` is what the client claims (checkout's ``channel`` field); the code stored on the
     checkout and its orders is what ``channels.attribute`` decides: that channel if it exists and
     is active, else the last touch of ``visitor_id`` (``channels.middleware.visitor_id(request)``)
-    or of the user within the attribution window, else none. Unknown codes are ignored."""
+    or of the user within the attribution window, else none. Unknown codes are ignored.
+
+    ``before_decrements(body)`` is called with the response once everything but the stock
+    decrements is written (the API stores its Idempotency-Key answer there, so that round trip
+    is not made while a hot stock row is locked)."""
     if not items:
         raise ValidationFailed("购物车是空的", field="items")
     if len(items) > MAX_ITEMS:
@@ -332,25 +337,7 @@ def checkout(
         )
     conn.execute(_INSERT_LINES, line_rows)
 
-    # The hot part: conditional decrements in item-id order, then commit (by the caller).
-    needed: dict[int, int] = {}
-    label_of: dict[int, _Line] = {}
-    for _order_index, line in flat:
-        for item_id in line.item.inventory_item_ids:
-            needed[item_id] = needed.get(item_id, 0) + line.quantity
-            label_of.setdefault(item_id, line)
-    for item_id in sorted(needed):
-        if not inventory.try_take(session, item_id, needed[item_id]):
-            line = label_of[item_id]
-            raise OutOfStock(
-                f"「{_line_label(line)}」库存不足",
-                listing_id=line.item.listing_id,
-                sku_id=line.item.sku_id,
-                slot_id=line.item.slot_id,
-                requested=needed[item_id],
-            )
-
-    return {
+    result = {
         "checkout_id": checkout_no,
         "orders": [
             {
@@ -371,6 +358,28 @@ def checkout(
             "expires_at": expires_at.isoformat(),
         },
     }
+    if before_decrements is not None:
+        before_decrements(result)
+
+    # The hot part: conditional decrements in item-id order, then commit (by the caller).
+    needed: dict[int, int] = {}
+    label_of: dict[int, _Line] = {}
+    for _order_index, line in flat:
+        for item_id in line.item.inventory_item_ids:
+            needed[item_id] = needed.get(item_id, 0) + line.quantity
+            label_of.setdefault(item_id, line)
+    for item_id in sorted(needed):
+        if not inventory.try_take(session, item_id, needed[item_id]):
+            line = label_of[item_id]
+            raise OutOfStock(
+                f"「{_line_label(line)}」库存不足",
+                listing_id=line.item.listing_id,
+                sku_id=line.item.sku_id,
+                slot_id=line.item.slot_id,
+                requested=needed[item_id],
+            )
+
+    return result
 
 
 def _line_label(line: _Line) -> str:
