@@ -3,16 +3,10 @@
 SQLite (embedded default) and PostgreSQL run the same code. On SQLite every write transaction
 starts with ``BEGIN IMMEDIATE`` so two writers never deadlock upgrading a read lock; WAL lets
 readers go on while one writer works. Read-only sessions (``readonly=True``) use a plain BEGIN.
-Before its ``BEGIN IMMEDIATE`` a writer also queues on a lock shared by every engine on that file
-in this process, held until its connection goes back to the pool: SQLite has one writer anyway,
-and a thread waiting on a lock wakes the moment the writer is done, where SQLite's busy handler
-sleeps (up to 100 ms a try) and leaves the tail of a queue of threads waiting for seconds.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,26 +52,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else as_utc(value)
 
 
-# Longer than any sane write transaction. Past it the writer goes on to SQLite's own busy handler
-# rather than waiting forever (e.g. a thread that opened a second write on another connection).
-WRITER_QUEUE_TIMEOUT = 30.0
-_WRITER_KEY = "o2o_writer_lock"
-_writer_locks: dict[str, threading.Lock] = {}
-_writer_locks_guard = threading.Lock()
-
-
-def _writer_lock(path: str) -> threading.Lock:
-    """One per database file in this process. A plain Lock: FastAPI may begin a request's
-    transaction in one worker thread and close it in another, so the releaser is not the owner."""
-    with _writer_locks_guard:
-        return _writer_locks.setdefault(path, threading.Lock())
-
-
 def _install_sqlite_pragmas(engine: Engine) -> None:
-    database = engine.url.database or ""
-    # In-memory databases have no second writer to queue for.
-    lock = None if database in ("", ":memory:") else _writer_lock(os.path.abspath(database))
-
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy emit BEGIN itself (pysqlite's implicit transactions are off).
@@ -93,20 +68,8 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get("o2o_readonly"):
             conn.exec_driver_sql("BEGIN")
-            return
-        if (
-            lock is not None
-            and _WRITER_KEY not in conn.info
-            and lock.acquire(timeout=WRITER_QUEUE_TIMEOUT)
-        ):
-            conn.info[_WRITER_KEY] = lock  # released when the connection is checked in
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
-        held = record.info.pop(_WRITER_KEY, None)
-        if held is not None:
-            held.release()
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
