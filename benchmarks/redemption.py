@@ -257,6 +257,30 @@ def seed(url: str, vouchers: int) -> Seeded:
         with db.transaction() as session:
             for start in range(0, orders, batch):
                 n = min(batch, orders - start)
+                # One succeeded payment per order, as checkout makes them: redemption earns the
+                # voucher's amount in the ledger against its own payment (which it locks).
+                payment_ids = list(
+                    session.scalars(
+                        insert(Payment.__table__).returning(
+                            Payment.__table__.c.id, sort_by_parameter_order=True
+                        ),
+                        [
+                            {
+                                "payment_no": f"PB{start + i:016d}",
+                                "checkout_id": ids["checkout"],
+                                "user_id": ids["consumer"],
+                                "amount_fen": 10000,
+                                "status": "succeeded",
+                                "provider": "sandbox",
+                                "expires_at": now,
+                                "paid_at": now,
+                                "created_at": now,
+                                "updated_at": now,
+                            }
+                            for i in range(n)
+                        ],
+                    )
+                )
                 order_ids = list(
                     session.scalars(
                         insert(Order.__table__).returning(
@@ -266,7 +290,7 @@ def seed(url: str, vouchers: int) -> Seeded:
                             {
                                 "order_no": f"OB{start + i:016d}",
                                 "checkout_id": ids["checkout"],
-                                "payment_id": ids["payment"],
+                                "payment_id": payment_ids[i],
                                 "user_id": ids["consumer"],
                                 "merchant_id": ids["merchant"],
                                 "kind": "service",
