@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from o2o import migrate
@@ -732,11 +732,20 @@ def tokens(url: str, merchant_id: int) -> tuple[str, str]:
     db = Database.from_url(url)
     try:
         with db.transaction() as session:
-            operator = User(phone="19900000001", name="运营", password_hash="x", is_admin=True)
-            owner = User(phone="19900000002", name="店主", password_hash="x")
-            session.add_all([operator, owner])
-            session.flush()
-            session.add(Membership(user_id=owner.id, merchant_id=merchant_id, role="owner"))
+            # Made once per database: a reused database (--reuse-*) already has them.
+            operator = session.scalar(select(User).where(User.phone == "19900000001"))
+            owner = session.scalar(select(User).where(User.phone == "19900000002"))
+            if operator is None or owner is None:
+                operator = User(phone="19900000001", name="运营", password_hash="x", is_admin=True)
+                owner = User(phone="19900000002", name="店主", password_hash="x")
+                session.add_all([operator, owner])
+                session.flush()
+            if not session.scalar(
+                select(Membership.id).where(
+                    Membership.user_id == owner.id, Membership.merchant_id == merchant_id
+                )
+            ):
+                session.add(Membership(user_id=owner.id, merchant_id=merchant_id, role="owner"))
             ids = operator.id, owner.id
     finally:
         db.dispose()
