@@ -336,14 +336,19 @@ def _mark_refunded(session: Session, request: AfterSalesRequest, now: datetime) 
     request.refunded_at = now
 
 
-def on_refund_succeeded(session: Session, refund: Refund, order: Order) -> None:
-    """The payment core's listener: an approved request's refund has succeeded."""
-    request = session.scalar(
+def _locked_request_of(session: Session, refund: Refund) -> AfterSalesRequest | None:
+    """The after-sales request this refund pays out, locked (None: the refund is not one)."""
+    return session.scalar(
         select(AfterSalesRequest)
         .where(AfterSalesRequest.refund_id == refund.id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
+
+
+def on_refund_succeeded(session: Session, refund: Refund, order: Order) -> None:
+    """The payment core's listener: an approved request's refund has succeeded."""
+    request = _locked_request_of(session, refund)
     if request is not None and request.status == APPROVED:
         _mark_refunded(session, request, refund.succeeded_at or utcnow())
         session.flush()
@@ -352,12 +357,7 @@ def on_refund_succeeded(session: Session, refund: Refund, order: Order) -> None:
 def on_refund_failed(session: Session, refund: Refund, order: Order) -> None:
     """The payment core's listener: the provider refused an approved request's refund for good
     (the amount is free again). The request says so instead of staying "approved"."""
-    request = session.scalar(
-        select(AfterSalesRequest)
-        .where(AfterSalesRequest.refund_id == refund.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    request = _locked_request_of(session, refund)
     if request is not None and request.status == APPROVED:
         _move(request, "refund_failed", refund.failed_at or utcnow())
         session.flush()
@@ -366,12 +366,7 @@ def on_refund_failed(session: Session, refund: Refund, order: Order) -> None:
 
 def on_refund_retried(session: Session, refund: Refund) -> None:
     """The payment core's listener: a failed refund is on its way again (operator or worker)."""
-    request = session.scalar(
-        select(AfterSalesRequest)
-        .where(AfterSalesRequest.refund_id == refund.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    request = _locked_request_of(session, refund)
     if request is not None and request.status == REFUND_FAILED:
         _move(request, "retry_refund", refund.updated_at or utcnow())
         session.flush()

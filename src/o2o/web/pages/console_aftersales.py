@@ -159,31 +159,32 @@ def _counts(page: PageContext) -> dict[str, int] | None:
     return counts
 
 
-@provide("console.dashboard", "pending_shipments", order=40)
-def pending_shipments_card(page: PageContext) -> SlotItem | None:
+def _glance_card(
+    page: PageContext, key: str, label: str, value: str, hint: str, path: str
+) -> SlotItem | None:
+    """A dashboard card with one of the counts above, linking to its list."""
     counts = _counts(page)
     if counts is None:
         return None
     assert page.merchant is not None
     ctx: dict[str, Any] = {
-        "label": "待发货",
-        "value": f"{counts['ship']} 单",
-        "hint": "已支付的商品订单",
-        "href": f"/console/m/{page.merchant.id}/orders?status=paid&kind=goods",
+        "label": label,
+        "value": value.format(counts[key]),
+        "hint": hint,
+        "href": f"/console/m/{page.merchant.id}/{path}",
     }
     return SlotItem("console/_stat.html", ctx)
+
+
+@provide("console.dashboard", "pending_shipments", order=40)
+def pending_shipments_card(page: PageContext) -> SlotItem | None:
+    return _glance_card(
+        page, "ship", "待发货", "{} 单", "已支付的商品订单", "orders?status=paid&kind=goods"
+    )
 
 
 @provide("console.dashboard", "after_sales", order=50)
 def after_sales_card(page: PageContext) -> SlotItem | None:
-    counts = _counts(page)
-    if counts is None:
-        return None
-    assert page.merchant is not None
-    ctx: dict[str, Any] = {
-        "label": "售后申请",
-        "value": f"{counts['after_sales']} 件",
-        "hint": "等待处理",
-        "href": f"/console/m/{page.merchant.id}/after-sales?status=requested",
-    }
-    return SlotItem("console/_stat.html", ctx)
+    return _glance_card(
+        page, "after_sales", "售后申请", "{} 件", "等待处理", "after-sales?status=requested"
+    )
