@@ -46,6 +46,7 @@ from sqlalchemy.engine import make_url
 
 from o2o import migrate
 from o2o.accounts.models import User
+from o2o.accounts.service import start_session
 from o2o.catalog.models import Listing, Sku
 from o2o.channels import service as channels
 from o2o.channels.models import Visit
@@ -188,7 +189,15 @@ def seed(url: str) -> Seeded:
             return Seeded(
                 url=url,
                 skus=[(s.listing_id, s.id, s.inventory_item_id) for s in skus],
-                tokens=[issue_token(SECRET, u.id, 24 * 3600) for u in users],
+                tokens=[
+                    issue_token(
+                        SECRET,
+                        u.id,
+                        24 * 3600,
+                        session_id=start_session(session, u.id, kind="api", ttl_seconds=86400),
+                    )
+                    for u in users
+                ],
                 user_id=users[0].id,
                 merchant_id=merchant.id,
                 checkout_id=checkout.id,

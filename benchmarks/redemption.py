@@ -48,6 +48,7 @@ from sqlalchemy import bindparam, create_engine, func, insert, select, text, upd
 from sqlalchemy.engine import make_url
 
 from o2o import migrate
+from o2o.accounts.flows import issue_api_token
 from o2o.accounts.models import User
 from o2o.catalog.models import Listing, ListingStore
 from o2o.db import Database, make_engine
@@ -58,7 +59,6 @@ from o2o.merchants.access import load_actor
 from o2o.merchants.models import Category, Membership, MembershipStore, Merchant, Store
 from o2o.orders.models import Checkout, Order, OrderLine
 from o2o.payments.models import Payment
-from o2o.security import issue_token
 from o2o.timeutil import utcnow
 
 SECRET = "bench-secret-" + "b" * 40
@@ -364,7 +364,9 @@ def seed(url: str, vouchers: int) -> Seeded:
             merchant_id=ids["merchant"],
             store_id=ids["store"],
             staff_ids=ids["staff"],
-            tokens={r: issue_token(SECRET, uid, 24 * 3600) for r, uid in ids["staff"].items()},
+            tokens={
+                r: issue_api_token(db, SECRET, uid, 24 * 3600) for r, uid in ids["staff"].items()
+            },
             codes=shuffled,
         )
     finally:

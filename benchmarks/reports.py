@@ -724,10 +724,10 @@ SECRET = "bench-secret-" + "r" * 40
 
 def tokens(url: str, merchant_id: int) -> tuple[str, str]:
     """An operator and the owner of ``merchant_id`` (made here: the history has no staff)."""
+    from o2o.accounts.flows import issue_api_token
     from o2o.accounts.models import User
     from o2o.db import Database
     from o2o.merchants.models import Membership
-    from o2o.security import issue_token
 
     db = Database.from_url(url)
     try:
@@ -749,7 +749,14 @@ def tokens(url: str, merchant_id: int) -> tuple[str, str]:
             ids = operator.id, owner.id
     finally:
         db.dispose()
-    return issue_token(SECRET, ids[0], 24 * 3600), issue_token(SECRET, ids[1], 24 * 3600)
+    db = Database.from_url(url)
+    try:
+        return (
+            issue_api_token(db, SECRET, ids[0], 24 * 3600),
+            issue_api_token(db, SECRET, ids[1], 24 * 3600),
+        )
+    finally:
+        db.dispose()
 
 
 def time_reports(

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from o2o.accounts.models import User
+from o2o.accounts.service import start_session
 from o2o.db import Database
 from o2o.merchants.models import Category, Membership, MembershipStore, Merchant, Store
 from o2o.security import hash_password, issue_token
@@ -60,8 +61,12 @@ class ApiClient(TestClient):
         return r.json()["id"], token.json()["access_token"]
 
 
-def token_for(app: Any, user_id: int) -> str:
-    return issue_token(app.state.secret_key, user_id, 3600)
+def token_for(app: Any, user_id: int, db: Database | None = None, ttl: int = 3600) -> str:
+    """A bearer token with its server-side session (as a sign-in would make)."""
+    database = db or app.state.db
+    with database.transaction() as session:
+        sid = start_session(session, user_id, kind="api", ttl_seconds=ttl)
+    return issue_token(app.state.secret_key, user_id, ttl, session_id=sid)
 
 
 def make_user(session: Session, *, name: str = "用户", is_admin: bool = False) -> User:
@@ -160,15 +165,15 @@ def build_world(db: Database, app: Any) -> World:
         category_id = category.id
         phones = {"consumer": consumer.phone, "other_consumer": other.phone}
     tokens = {
-        "operator": token_for(app, operator.id),
-        "consumer": token_for(app, consumer.id),
-        "other_consumer": token_for(app, other.id),
-        "owner": token_for(app, a.owner_id),
-        "manager": token_for(app, a.manager_id),
-        "clerk": token_for(app, a.clerk_id),
-        "other_owner": token_for(app, b.owner_id),
-        "other_manager": token_for(app, b.manager_id),
-        "other_clerk": token_for(app, b.clerk_id),
+        "operator": token_for(app, operator.id, db),
+        "consumer": token_for(app, consumer.id, db),
+        "other_consumer": token_for(app, other.id, db),
+        "owner": token_for(app, a.owner_id, db),
+        "manager": token_for(app, a.manager_id, db),
+        "clerk": token_for(app, a.clerk_id, db),
+        "other_owner": token_for(app, b.owner_id, db),
+        "other_manager": token_for(app, b.manager_id, db),
+        "other_clerk": token_for(app, b.clerk_id, db),
     }
     return World(
         category_id, a, b, operator.id, consumer.id, other.id, pending.id, tokens, phones, db

@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from o2o import migrate
 from o2o.accounts.models import User
+from o2o.accounts.service import start_session
 from o2o.catalog.models import Listing, Sku
 from o2o.db import Database
 from o2o.inventory import service as inventory
@@ -141,7 +142,15 @@ def seed(url: str, *, consumers: int = 30, stock: int = STOCK) -> Shop:
             ]
             session.add_all(users)
             session.flush()
-            tokens = [issue_token(SECRET, u.id, 3600) for u in users]
+            tokens = [
+                issue_token(
+                    SECRET,
+                    u.id,
+                    3600,
+                    session_id=start_session(session, u.id, kind="api", ttl_seconds=3600),
+                )
+                for u in users
+            ]
             return Shop(url, listing.id, sku.id, item.id, tokens)
     finally:
         db.dispose()

@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        worker = BackgroundWorker(db, settings) if run_worker else None
+        worker = BackgroundWorker(settings) if run_worker else None
         if worker:
             worker.start()
         try:

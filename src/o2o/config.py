@@ -25,8 +25,24 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".")
 
     token_ttl_seconds: int = Field(default=2 * 3600, ge=60)
+    # Sign-in throttling (o2o.accounts.flows): per phone *and* client address a hard limit; per
+    # phone from every address a progressive delay (the owner still gets in, only slower); per
+    # client address (password spraying across phones) a hard limit.
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+    login_max_failures_per_address: int = Field(default=30, ge=1)
+    login_delay_base_seconds: float = Field(default=0.5, ge=0)
+    login_delay_max_seconds: float = Field(default=8.0, ge=0)
+    # Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed
+    # (e.g. "127.0.0.1,10.0.0.0/8"); empty: the peer address is the client.
+    trusted_proxies: str = ""
+    # Argon2 hashes at once per process (each takes ~64 MiB and a core for ~0.1 s); sign-ins past
+    # that wait up to password_hash_wait_seconds, then get 503 with Retry-After.
+    password_hash_concurrency: int = Field(default=2, ge=1)
+    password_hash_wait_seconds: float = Field(default=10.0, ge=0)
+    password_hash_max_waiting: int = Field(default=200, ge=0)
+    # Prefix of this deployment's Redis keys (several deployments may share one Redis).
+    redis_key_prefix: str = "o2o"
 
     payment_timeout_seconds: int = Field(default=15 * 60, ge=10)
     # The embedded sandbox payment provider; turn it off in production (anyone reaching its

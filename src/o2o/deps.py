@@ -6,13 +6,15 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from o2o.accounts.service import get_user
 from o2o.config import Settings
 from o2o.db import Database
+from o2o.errors import Unauthorized
 from o2o.merchants.access import Actor, load_actor
-from o2o.security import bearer_user_id, require_user_id
+from o2o.security import TokenClaims, bearer_claims, revoked, session_is_live
 
 
 # Cheap dependencies are ``async def`` so FastAPI runs them on the event loop: a plain ``def``
@@ -44,18 +46,26 @@ SessionDep = Annotated[Session, Depends(write_session)]
 ReadSessionDep = Annotated[Session, Depends(read_session)]
 
 
-def current_actor(db: DbDep, user_id: Annotated[int, Depends(require_user_id)]) -> Actor:
-    with db.transaction(readonly=True) as session:
-        return load_actor(session, get_user(session, user_id))
+ClaimsDep = Annotated[TokenClaims | None, Depends(bearer_claims)]
 
 
-def optional_actor(
-    db: DbDep, user_id: Annotated[int | None, Depends(bearer_user_id)]
-) -> Actor | None:
-    if user_id is None:
-        return None
+def _actor(db: Database, claims: TokenClaims) -> Actor:
+    """The caller, if the token's session is live: one read transaction (the session check
+    rides along with loading the user)."""
     with db.transaction(readonly=True) as session:
-        return load_actor(session, get_user(session, user_id))
+        if not session.scalar(select(session_is_live(claims.user_id, claims.session_id))):
+            raise revoked()
+        return load_actor(session, get_user(session, claims.user_id))
+
+
+def current_actor(db: DbDep, claims: ClaimsDep) -> Actor:
+    if claims is None:
+        raise Unauthorized("请先登录", headers={"WWW-Authenticate": "Bearer"})
+    return _actor(db, claims)
+
+
+def optional_actor(db: DbDep, claims: ClaimsDep) -> Actor | None:
+    return None if claims is None else _actor(db, claims)
 
 
 def admin_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,20 @@ class TooManyRequests(AppError):
     status, code, title = 429, "too_many_requests", "操作过于频繁"
 
 
+class ServiceUnavailable(AppError):
+    """The server is busy (every database connection taken, too many sign-ins hashing at once):
+    try again shortly. Always with ``Retry-After``."""
+
+    status, code, title = 503, "service_unavailable", "服务繁忙"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 2, **kw: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)}, **kw)
+
+
+# Seconds a caller is asked to wait when the database is busy or unavailable.
+BUSY_RETRY_AFTER = 2
+
+
 class InvalidTransition(Conflict):
     """A state machine refused a move (DESIGN.md law 6)."""
 
@@ -145,6 +160,7 @@ STATUS_CODES = {
     406: ("not_acceptable", "无法提供该格式"),
     409: ("conflict", "状态冲突"),
     413: ("payload_too_large", "请求体过大"),
+    414: ("uri_too_long", "地址过长"),
     415: ("unsupported_media_type", "不支持的内容类型"),
     422: ("validation_error", "参数校验失败"),
     429: ("too_many_requests", "操作过于频繁"),
@@ -195,7 +211,23 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _operational(_request: Request, exc: OperationalError) -> JSONResponse:
         log.error("database unavailable: %s", exc.orig)
         return problem_response(
-            503, "database_unavailable", "服务暂不可用", "数据库繁忙，请稍后重试"
+            503,
+            "database_unavailable",
+            "服务暂不可用",
+            "数据库繁忙，请稍后重试",
+            headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+        )
+
+    # Every pooled connection is taken (a flood): busy, not broken — 503 and come back shortly.
+    @app.exception_handler(PoolTimeout)
+    async def _pool_timeout(_request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("database pool exhausted: %s", exc)
+        return problem_response(
+            503,
+            "database_busy",
+            "服务繁忙",
+            "服务繁忙，请稍后重试",
+            headers={"Retry-After": str(BUSY_RETRY_AFTER)},
         )
 
     @app.exception_handler(Exception)

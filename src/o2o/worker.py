@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from o2o import ratelimit
 from o2o.config import Settings
-from o2o.db import Database
+from o2o.db import Database, make_engine
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,17 @@ def job(name: str) -> Callable[[Job], Job]:
     return decorator
 
 
-@job("purge_rate_events")
-def _purge_rate_events(db: Database, settings: Settings) -> int:
-    return ratelimit.purge_older_than(db, max(settings.login_failure_window_seconds, 3600) * 2)
+@job("purge_rate_counters")
+def _purge_rate_counters(db: Database, settings: Settings) -> int:
+    return ratelimit.purge_expired(db)
+
+
+@job("purge_expired_sessions")
+def _purge_expired_sessions(db: Database, settings: Settings) -> int:
+    from o2o.accounts.service import purge_expired_sessions
+
+    with db.transaction() as session:
+        return purge_expired_sessions(session)
 
 
 def load_jobs() -> list[RegisteredJob]:
@@ -76,12 +84,17 @@ def run_forever(db: Database, settings: Settings, stop: threading.Event) -> None
 
 
 class BackgroundWorker:
-    """The worker as a thread inside the API process (the embedded default)."""
+    """The worker as a thread inside the API process (the embedded default), with a connection
+    pool of its own: requests that take every pooled connection of the API cannot starve it."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self._db = Database(make_engine(settings.database_url, pool_size=2))
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=run_forever, args=(db, settings, self._stop), name="o2o-worker", daemon=True
+            target=run_forever,
+            args=(self._db, settings, self._stop),
+            name="o2o-worker",
+            daemon=True,
         )
 
     def start(self) -> None:
@@ -90,3 +103,4 @@ class BackgroundWorker:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self._db.dispose()

@@ -20,6 +20,11 @@ class TokenIn(Schema):
     password: Annotated[str, Field(min_length=1, max_length=128)]
 
 
+class PasswordChangeIn(Schema):
+    current_password: Annotated[str, Field(min_length=1, max_length=128)]
+    new_password: Password
+
+
 class TokenOut(Schema):
     access_token: str
     token_type: Literal["bearer"] = "bearer"

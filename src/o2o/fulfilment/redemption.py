@@ -6,9 +6,11 @@ ONE conditional UPDATE (``… WHERE id = :v AND status = 'unused' AND merchant_i
 valid_until > :now AND slot window …``): of concurrent redemptions of one code, exactly one
 changes a row; the others find it redeemed and get 409 with when and where.
 
-Guessing is expensive: unknown codes count as failures per staff member and per merchant
-(``rate_events``, their own transaction so a rollback cannot erase them); past the limits every
-attempt is 429. Every attempt — success, refusal, throttled, replayed — is audited in
+Guessing is expensive: every attempt is counted per staff member and per store *before* the code
+is looked at (``o2o.ratelimit``: one atomic statement, in its own transaction so a rollback cannot
+erase it); attempts about a real voucher are handed back afterwards, so only unknown codes stay
+counted. Past a limit every attempt is 429, and of any number of concurrent guesses at most the
+limit are evaluated. Every attempt — success, refusal, throttled, replayed — is audited in
 ``redemption_attempts``. The hot path is SQLAlchemy Core: one read of the voucher with its order
 and title, the conditional update, the order's completion check, one audit insert.
 """
@@ -23,6 +25,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from o2o import ratelimit
 from o2o.accounts.models import User
 from o2o.db import Database
 from o2o.errors import AppError, Conflict, Forbidden, TooManyRequests, ValidationFailed
@@ -53,7 +56,6 @@ from o2o.idempotency import run_once
 from o2o.merchants.access import CLERK, MANAGERS, Actor
 from o2o.merchants.models import Store
 from o2o.orders.models import Order, OrderLine
-from o2o.ratelimit import RateEvent
 from o2o.timeutil import format_china, utcnow
 
 THROTTLE_WINDOW = timedelta(minutes=1)
@@ -94,53 +96,38 @@ redemption_undone_listeners: list[RedemptionListener] = []
 # --- throttling and audit ------------------------------------------------------------------
 
 
-def _throttle_keys(merchant_id: int, user_id: int) -> tuple[str, str]:
-    return f"redeem:staff:{user_id}", f"redeem:merchant:{merchant_id}"
+def _throttle_keys(user_id: int, store_id: int | None) -> list[str]:
+    keys = [f"redeem:staff:{user_id}"]
+    if store_id is not None:
+        keys.append(f"redeem:store:{store_id}")
+    return keys
 
 
-_FAILURES = (
-    select(RateEvent.key, func.count())
-    .where(
-        RateEvent.key.in_(bindparam("keys", expanding=True)),
-        RateEvent.created_at >= bindparam("since"),
+def _throttled(detail: str) -> TooManyRequests:
+    return TooManyRequests(
+        detail,
+        code="redemption_throttled",
+        headers={"Retry-After": str(int(THROTTLE_WINDOW.total_seconds()))},
     )
-    .group_by(RateEvent.key)
-)
 
 
-def check_throttle(
-    session: Session, merchant_id: int, user_id: int, rules: RedemptionSettings
-) -> None:
-    """429 once this staff member or this merchant has too many recent failures (one query,
-    in the caller's transaction)."""
-    staff_key, merchant_key = _throttle_keys(merchant_id, user_id)
-    counts = dict(
-        session.execute(
-            _FAILURES, {"keys": [staff_key, merchant_key], "since": utcnow() - THROTTLE_WINDOW}
-        )
-        .tuples()
-        .all()
-    )
-    seconds = str(int(THROTTLE_WINDOW.total_seconds()))
-    if counts.get(staff_key, 0) >= rules.redemption_staff_failures_per_minute:
-        raise TooManyRequests(
-            "核销失败次数过多，请稍后再试",
-            code="redemption_throttled",
-            headers={"Retry-After": seconds},
-        )
-    if counts.get(merchant_key, 0) >= rules.redemption_merchant_failures_per_minute:
-        raise TooManyRequests(
-            "本商户核销失败次数过多，请稍后再试",
-            code="redemption_throttled",
-            headers={"Retry-After": seconds},
-        )
+def reserve_attempt(
+    db: Database, user_id: int, store_id: int | None, rules: RedemptionSettings
+) -> list[str]:
+    """Count this attempt before the code is looked at (one atomic statement per key, so of
+    any number of concurrent attempts at most the limit are evaluated); 429 past a limit. The
+    caller hands it back (:func:`release_attempt`) unless the code turned out unknown."""
+    keys = _throttle_keys(user_id, store_id)
+    counts = ratelimit.counters(db, rules).hit(keys, int(THROTTLE_WINDOW.total_seconds()))
+    if counts[0] > rules.redemption_staff_failures_per_minute:
+        raise _throttled("核销失败次数过多，请稍后再试")
+    if len(counts) > 1 and counts[1] > rules.redemption_store_failures_per_minute:
+        raise _throttled("本门店核销失败次数过多，请稍后再试")
+    return keys
 
 
-def ensure_not_throttled(
-    db: Database, merchant_id: int, user_id: int, rules: RedemptionSettings
-) -> None:
-    with db.transaction(readonly=True) as session:
-        check_throttle(session, merchant_id, user_id, rules)
+def release_attempt(db: Database, keys: list[str], rules: RedemptionSettings) -> None:
+    ratelimit.counters(db, rules).refund(keys)
 
 
 def _audit_row(
@@ -168,20 +155,10 @@ def _audit_row(
     }
 
 
-def _record_outside(db: Database, row: dict[str, Any], *, counts: bool) -> None:
-    """Audit a refusal (and count it if it looks like guessing) in its own transaction: the
-    request's own transaction has rolled back."""
+def _record_outside(db: Database, row: dict[str, Any]) -> None:
+    """Audit a refusal in its own transaction: the request's own transaction has rolled back."""
     with db.transaction() as session:
         session.execute(insert(RedemptionAttempt.__table__), row)
-        if counts:
-            at = row["created_at"]
-            session.execute(
-                insert(RateEvent.__table__),
-                [
-                    {"key": key, "created_at": at}
-                    for key in _throttle_keys(row["merchant_id"], row["user_id"])
-                ],
-            )
 
 
 def _store_id_or_none(store_id: Any) -> int | None:
@@ -261,11 +238,12 @@ def preview(
     an unknown one. A clerk sees vouchers usable at one of its stores."""
     rules = rules or redemption_settings()
     role = actor.require_staff(merchant_id)  # not staff: 403, nothing to audit
+    keys: list[str] = []
     try:
+        keys = reserve_attempt(db, actor.user_id, None, rules)
         code = normalize_code(raw_code)
         row = None
         with db.transaction(readonly=True) as session:
-            check_throttle(session, merchant_id, actor.user_id, rules)
             if code is not None:
                 row = session.execute(_PREVIEW, {"code": code, "m_id": merchant_id}).first()
             if row is not None:
@@ -275,7 +253,9 @@ def preview(
         if role.role == CLERK and not set(row.store_ids or []) & role.store_ids:
             raise Forbidden("该券码不能在您的门店使用", code="store_not_valid_for_voucher")
     except AppError as exc:
-        # Previews are reads: only refusals are audited (and unknown codes counted).
+        # Previews are reads: only refusals are audited (and only unknown codes stay counted).
+        if keys and exc.code not in GUESSING:
+            release_attempt(db, keys, rules)
         _record_outside(
             db,
             _audit_row(
@@ -286,9 +266,9 @@ def preview(
                 action=ACTION_PREVIEW,
                 result=exc.code,
             ),
-            counts=exc.code in GUESSING,
         )
         raise
+    release_attempt(db, keys, rules)
     return {
         "code": row.code,
         "code_display": format_code(row.code),
@@ -455,18 +435,18 @@ def redeem(
     rules = rules or redemption_settings()
     actor.require_staff(merchant_id)  # not staff at all: 403, not audited (no tenant to audit)
     ran = False
+    keys: list[str] = []
 
     def action(session: Session) -> tuple[int, dict[str, Any]]:
         nonlocal ran
         ran = True
-        check_throttle(session, merchant_id, actor.user_id, rules)
         return 200, redeem_in(session, actor, merchant_id, code, store_id, rules=rules)
 
     try:
         actor.require_staff(merchant_id, store_id=store_id)
+        keys = reserve_attempt(db, actor.user_id, store_id, rules)
         code = normalize_code(raw_code) or ""
         if not code:
-            ensure_not_throttled(db, merchant_id, actor.user_id, rules)
             raise not_found()
         _status, body = run_once(
             db,
@@ -476,6 +456,8 @@ def redeem(
             action=action,
         )
     except AppError as exc:
+        if keys and exc.code not in GUESSING:
+            release_attempt(db, keys, rules)  # a real voucher (or a replay): not a guess
         if exc.code == "voucher_already_redeemed":
             _say_when_and_where(db, exc)
         _record_outside(
@@ -488,9 +470,9 @@ def redeem(
                 action=ACTION_REDEEM,
                 result=exc.code,
             ),
-            counts=exc.code in GUESSING,
         )
         raise
+    release_attempt(db, keys, rules)
     if not ran:  # an Idempotency-Key replay: audited, nothing redeemed again
         _record_outside(
             db,
@@ -502,7 +484,6 @@ def redeem(
                 action=ACTION_REDEEM,
                 result="replayed",
             ),
-            counts=False,
         )
     return body
 
@@ -530,7 +511,9 @@ def undo(
     window = timedelta(minutes=rules.redemption_undo_minutes)
     voucher_id: int | None = None
     store_id: int | None = None
+    keys: list[str] = []
     try:
+        keys = reserve_attempt(db, actor.user_id, None, rules)
         with db.transaction() as session:
             row = (
                 session.execute(_BY_CODE, {"code": code, "m_id": merchant_id}).first()
@@ -600,6 +583,8 @@ def undo(
             for listener in redemption_undone_listeners:
                 listener(session, event)
     except AppError as exc:
+        if keys and exc.code not in GUESSING:
+            release_attempt(db, keys, rules)
         _record_outside(
             db,
             _audit_row(
@@ -612,9 +597,9 @@ def undo(
                 voucher_id=voucher_id,
                 reason=reason,
             ),
-            counts=exc.code in GUESSING,
         )
         raise
+    release_attempt(db, keys, rules)
     return {
         "voucher": {
             "code": row.code,

@@ -65,9 +65,14 @@ class RedemptionSettings(BaseSettings):
     redemption_undo_minutes: int = Field(default=10, ge=0, le=24 * 60)
     # A slot voucher can be redeemed from this long before the slot starts until it ends.
     redemption_early_minutes: int = Field(default=30, ge=0, le=24 * 60)
-    # Failed attempts (unknown codes) per minute before 429: per staff member, per merchant.
+    # Attempts that look like guessing (unknown codes) per minute before 429: per staff member,
+    # and per store (previews name no store: those count per staff member only), so one store's
+    # guessing cannot stop another's.
     redemption_staff_failures_per_minute: int = Field(default=10, ge=1)
-    redemption_merchant_failures_per_minute: int = Field(default=50, ge=1)
+    redemption_store_failures_per_minute: int = Field(default=30, ge=1)
+    # Where the throttle counts (the same fields of o2o.config.Settings win).
+    redis_url: str = ""
+    redis_key_prefix: str = "o2o"
 
 
 @lru_cache

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     Float,
@@ -109,3 +110,21 @@ class MembershipStore(Base):
         ForeignKey("memberships.id", ondelete="CASCADE"), primary_key=True
     )
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), primary_key=True)
+
+
+class StaffInvitation(Base):
+    """An invitation to act for a merchant (owner, manager or clerk): it becomes a membership
+    only when the invited user accepts it. pending → accepted | declined | revoked."""
+
+    __tablename__ = "staff_invitations"
+    __table_args__ = (Index("ix_staff_invitations_user_status", "user_id", "status"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    role: Mapped[str] = mapped_column(String(20))
+    store_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    invited_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

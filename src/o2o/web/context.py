@@ -26,15 +26,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from o2o.accounts.models import User
+from o2o.accounts import service as accounts
 from o2o.config import Settings
 from o2o.db import Database
 from o2o.merchants import service as merchants
 from o2o.merchants.access import Actor, StaffRole, load_actor
 from o2o.merchants.models import Merchant
 from o2o.schemas import Id
+from o2o.timeutil import utcnow
 from o2o.web.csrf import verify_csrf
-from o2o.web.session import PageSession, page_session
+from o2o.web.session import REFRESH_AFTER, SESSION_MAX_AGE, PageSession, page_session
 from o2o.web.templating import templates
 
 
@@ -134,17 +135,26 @@ class PageContext:
 
 
 def page_context(request: Request) -> PageContext:
-    """Every page: the signed-in actor (from the page session) or None."""
+    """Every page: the signed-in actor (from the page session) or None. A cookie whose
+    server-side session was ended (退出, password changed, signed out everywhere) or has expired
+    is worth nothing; a live one is extended once a day of use."""
     session = page_session(request)
     db: Database = request.app.state.db
     actor = None
     if session.user_id is not None:
+        sid = session.session_id
+        extend = False
         with db.transaction(readonly=True) as s:
-            user = s.get(User, session.user_id)
-            if user is None:
-                session.logout()  # the account is gone: the cookie is worth nothing
+            live = accounts.live_session_user(s, session.user_id, sid) if sid else None
+            if live is None:
+                session.logout()  # revoked, expired or the account is gone
             else:
+                user, expires_at = live
                 actor = load_actor(s, user)
+                extend = (expires_at - utcnow()).total_seconds() < SESSION_MAX_AGE - REFRESH_AFTER
+        if extend and sid:
+            with db.transaction() as s:
+                accounts.extend_session(s, sid, SESSION_MAX_AGE)
     return PageContext(request, db, request.app.state.settings, actor)
 
 

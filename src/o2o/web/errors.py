@@ -17,9 +17,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from o2o.errors import AppError
+from o2o.errors import BUSY_RETRY_AFTER, AppError
 from o2o.web.context import LoginRequired, is_htmx, login_url
 from o2o.web.session import PageSession, is_page_path
 from o2o.web.templating import templates
@@ -123,9 +124,11 @@ def _integrity(request: Request, exc: IntegrityError) -> Response:
     return error_page(request, 409, "数据与现有记录冲突，请刷新后重试")
 
 
-def _operational(request: Request, exc: OperationalError) -> Response:
-    log.error("database unavailable on a page: %s", exc.orig)
-    return error_page(request, 503, "系统繁忙，请稍后重试")
+def _operational(request: Request, exc: OperationalError | PoolTimeout) -> Response:
+    log.error("database unavailable or busy on a page: %s", exc)
+    return error_page(
+        request, 503, "系统繁忙，请稍后重试", headers={"Retry-After": str(BUSY_RETRY_AFTER)}
+    )
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
@@ -144,6 +147,7 @@ PAGE_HANDLERS: dict[type[Exception], Callable[[Request, Any], Response]] = {
     DataError: _data_error,
     IntegrityError: _integrity,
     OperationalError: _operational,
+    PoolTimeout: _operational,
     Exception: _unexpected,
 }
 

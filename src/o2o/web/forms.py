@@ -39,7 +39,16 @@ M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 # Never echoed back into a re-rendered form.
-SECRET_FIELDS = frozenset({"password", "password_confirm", CSRF_FIELD})
+SECRET_FIELDS = frozenset(
+    {
+        "password",
+        "password_confirm",
+        "current_password",
+        "new_password",
+        "new_password_confirm",
+        CSRF_FIELD,
+    }
+)
 # Errors a user can fix by changing the form (others go to the error page).
 FORM_ERRORS = (ValidationFailed, Conflict, BadRequest, TooManyRequests, Gone)
 

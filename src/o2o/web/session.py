@@ -1,7 +1,10 @@
 """Page sessions: a signed cookie (HMAC-SHA256), HttpOnly, SameSite=Lax, Secure on https.
 
-The cookie carries a small JSON dict (user id, CSRF token, flash messages, chosen location);
-nothing secret is in it, and the signature stops anyone from changing it. It is read and written
+The cookie carries a small JSON dict (user id, the id of its server-side session row, CSRF token,
+flash messages, chosen location); nothing secret is in it, and the signature stops anyone from
+changing it. The server-side row (``user_sessions``) is what makes a cookie revocable: 退出, a
+password change or "sign out everywhere" delete it, and ``o2o.web.context`` refuses a cookie
+whose row is gone. It is read and written
 only for page paths: the API never looks at it (API callers use bearer tokens, which need no
 CSRF protection), so ``request.state.session_user_id`` is deliberately left unset — page routes
 find their user through ``o2o.web.context`` instead.
@@ -143,12 +146,19 @@ class PageSession(dict[str, Any]):
             self["csrf"] = token
         return token
 
-    def login(self, user_id: int) -> None:
+    @property
+    def session_id(self) -> str | None:
+        """The server-side session (``user_sessions``) this cookie stands for."""
+        sid = self.get("sid")
+        return sid if isinstance(sid, str) else None
+
+    def login(self, user_id: int, session_id: str) -> None:
         """A fresh session for a user: nothing carries over from before sign-in (fixation),
         except the visitor's chosen location and shopping cart (no rights in either)."""
         kept = {k: self[k] for k in ("loc", "cart") if self.get(k) is not None}
         self.clear()
         self["uid"] = user_id
+        self["sid"] = session_id
         self["csrf"] = secrets.token_urlsafe(32)
         self.update(kept)
 
