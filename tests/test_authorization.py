@@ -75,7 +75,7 @@ RULES: dict[tuple[str, str], Rule] = {
         A_MANAGERS, a_params, body=lambda w: {"opening_hours": "全天"}
     ),
     ("GET", "/api/v1/merchants/{merchant_id}/staff"): Rule(A_MANAGERS, a_params),
-    ("POST", "/api/v1/merchants/{merchant_id}/staff"): Rule(
+    ("POST", "/api/v1/merchants/{merchant_id}/invitations"): Rule(
         A_MANAGERS,
         a_params,
         body=lambda w: {
@@ -84,6 +84,7 @@ RULES: dict[tuple[str, str], Rule] = {
             "store_ids": [w.a.store_ids[1]],
         },
     ),
+    ("GET", "/api/v1/merchants/{merchant_id}/invitations"): Rule(A_MANAGERS, a_params),
     ("DELETE", "/api/v1/merchants/{merchant_id}/staff/{user_id}"): Rule(A_MANAGERS, a_params),
     ("GET", "/api/v1/categories"): Rule(EVERYONE),
     ("GET", "/api/v1/admin/merchants"): Rule(OPERATOR, query="?status=pending"),

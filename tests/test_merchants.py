@@ -132,23 +132,30 @@ def test_staff_roles(api: ApiClient, world: World) -> None:
     mid, store = world.a.id, world.a.store_ids[1]
     # A clerk needs a store, and the store must belong to the merchant.
     r = api.post(
-        f"/api/v1/merchants/{mid}/staff",
+        f"/api/v1/merchants/{mid}/invitations",
         json={"phone": clerk_phone, "role": "clerk", "store_ids": []},
         as_=world.tokens["manager"],
     )
     assert r.status_code == 422
     r = api.post(
-        f"/api/v1/merchants/{mid}/staff",
+        f"/api/v1/merchants/{mid}/invitations",
         json={"phone": clerk_phone, "role": "clerk", "store_ids": [world.b.store_ids[0]]},
         as_=world.tokens["manager"],
     )
     assert r.status_code == 422
     r = api.post(
-        f"/api/v1/merchants/{mid}/staff",
+        f"/api/v1/merchants/{mid}/invitations",
         json={"phone": clerk_phone, "role": "clerk", "store_ids": [store]},
         as_=world.tokens["manager"],
     )
     assert r.status_code == 201 and r.json()["store_ids"] == [store]
+    assert r.json()["status"] == "pending"
+    # Not staff until the invited user says yes.
+    assert api.get("/api/v1/me", as_=clerk_token).json()["memberships"] == []
+    [invitation] = api.get("/api/v1/me/invitations", as_=clerk_token).json()
+    assert invitation["merchant_id"] == mid and invitation["role"] == "clerk"
+    r = api.post(f"/api/v1/me/invitations/{invitation['id']}/accept", as_=clerk_token)
+    assert r.status_code == 200 and r.json()["role"] == "clerk"
     me = api.get("/api/v1/me", as_=clerk_token).json()
     assert me["memberships"][0]["role"] == "clerk" and me["memberships"][0]["store_ids"] == [store]
 
@@ -156,26 +163,26 @@ def test_staff_roles(api: ApiClient, world: World) -> None:
     other_phone = next_phone()
     api.register(other_phone)
     r = api.post(
-        f"/api/v1/merchants/{mid}/staff",
+        f"/api/v1/merchants/{mid}/invitations",
         json={"phone": other_phone, "role": "manager"},
         as_=world.tokens["manager"],
     )
     assert r.status_code == 403
     r = api.post(
-        f"/api/v1/merchants/{mid}/staff",
+        f"/api/v1/merchants/{mid}/invitations",
         json={"phone": other_phone, "role": "clerk", "store_ids": [store]},
         as_=clerk_token,
     )
     assert r.status_code == 403
     # Adding twice, or an unknown user, is refused.
     r = api.post(
-        f"/api/v1/merchants/{mid}/staff",
+        f"/api/v1/merchants/{mid}/invitations",
         json={"phone": clerk_phone, "role": "clerk", "store_ids": [store]},
         as_=world.tokens["owner"],
     )
     assert r.status_code == 409
     r = api.post(
-        f"/api/v1/merchants/{mid}/staff",
+        f"/api/v1/merchants/{mid}/invitations",
         json={"phone": next_phone(), "role": "clerk", "store_ids": [store]},
         as_=world.tokens["owner"],
     )

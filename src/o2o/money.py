@@ -6,13 +6,16 @@ import re
 import unicodedata
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, Strict
 
 # Upper bound keeps every amount inside a 64-bit column with room for sums (¥10 billion).
 MAX_FEN = 1_000_000_000_000
 
-Fen = Annotated[int, Field(ge=0, le=MAX_FEN, description="amount in fen (分), integer")]
-PositiveFen = Annotated[int, Field(ge=1, le=MAX_FEN, description="amount in fen (分), at least 1")]
+# Strict: a JSON number, never "100" or true (o2o.schemas explains; page forms convert text).
+Fen = Annotated[int, Strict(), Field(ge=0, le=MAX_FEN, description="amount in fen (分), integer")]
+PositiveFen = Annotated[
+    int, Strict(), Field(ge=1, le=MAX_FEN, description="amount in fen (分), at least 1")
+]
 
 BASIS_POINTS = 10_000
 

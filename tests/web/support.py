@@ -8,7 +8,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from o2o.web.session import SESSION_COOKIE, encode_session, session_key
+from o2o.accounts.service import start_session
+from o2o.web.session import SESSION_COOKIE, SESSION_MAX_AGE, encode_session, session_key
 
 TOKEN = "t" * 43  # the CSRF token the crafted sessions carry
 
@@ -22,6 +23,10 @@ class PageClient(TestClient):
         data: dict[str, Any] = {"csrf": TOKEN, "iat": int(time.time())}
         if user_id is not None:
             data["uid"] = user_id
+            with self.app.state.db.transaction() as session:
+                data["sid"] = start_session(
+                    session, user_id, kind="page", ttl_seconds=SESSION_MAX_AGE
+                )
         value = encode_session(session_key(self.app.state.secret_key), data)
         self.cookies.clear()  # drop the cookie the server set last
         self.cookies.set(SESSION_COOKIE, value)

@@ -151,6 +151,6 @@ def test_unavailable_lines_are_shown_apart(pages: PageClient, world: World) -> N
 
 def test_signing_in_keeps_the_cart_but_nothing_else() -> None:
     session = PageSession({"cart": [[1, 2, None, 3]], "loc": {"kind": "gps"}, "csrf": "x" * 40})
-    session.login(7)
+    session.login(7, "s" * 32)
     assert session["cart"] == [[1, 2, None, 3]] and session["loc"] == {"kind": "gps"}
     assert session["uid"] == 7 and session["csrf"] != "x" * 40

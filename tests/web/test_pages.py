@@ -3,6 +3,7 @@ state-changing page route, Chinese field errors that change nothing, sessions an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -459,7 +460,7 @@ def test_staff_pages_follow_the_service_rules(pages: PageClient, world: World) -
     assert r.status_code == 404 and field_error(r.text, "phone") == "该手机号尚未注册"
     consumer_phone = world.phones["consumer"]
     r = manager.form_post(url, {"phone": consumer_phone, "role": "manager"})
-    assert r.status_code == 403 and field_error(r.text, "role") == "只有店主可以添加店长或店主"
+    assert r.status_code == 403 and field_error(r.text, "role") == "只有店主可以邀请店长或店主"
     r = manager.form_post(url, {"phone": consumer_phone, "role": "clerk"})
     assert r.status_code == 422 and field_error(r.text, "store_ids") == "店员至少需要一个门店"
     r = manager.form_post(
@@ -471,6 +472,15 @@ def test_staff_pages_follow_the_service_rules(pages: PageClient, world: World) -
         url, {"phone": consumer_phone, "role": "clerk", "store_ids": [str(world.a.store_ids[1])]}
     )
     assert r.status_code == 303
+    # An invitation, not a membership: the consumer sees it on 我的 and accepts it there.
+    assert count(world, Membership, Membership.user_id == world.consumer_id) == 0
+    assert "待接受的邀请" in manager.get(f"/console/m/{world.a.id}/staff").text
+    consumer = pages.sign_in(world.consumer_id)
+    me = consumer.get("/me").text
+    assert "商户邀请" in me and "邀请您成为" in me
+    [invitation_id] = re.findall(r'action="/me/invitations/(\d+)/accept"', me)
+    r = consumer.form_post(f"/me/invitations/{invitation_id}/accept")
+    assert r.status_code == 303 and r.headers["location"] == f"/console/m/{world.a.id}"
     assert count(world, Membership, Membership.user_id == world.consumer_id) == 1
     owner = pages.sign_in(world.a.owner_id)
     r = owner.form_post(f"/console/m/{world.a.id}/staff/{world.a.owner_id}/remove")

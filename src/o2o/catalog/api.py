@@ -33,9 +33,9 @@ from o2o.timeutil import as_utc
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
 ListingBody = Annotated[GoodsListingIn | ServiceListingIn, Body(discriminator="kind")]
-IdCursor = Annotated[str | None, Query(pattern=r"^\d{1,18}$")]
+IdCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")]
 # microseconds since 1970 (16 digits reach the year 2286) and the slot id
-SlotCursor = Annotated[str | None, Query(pattern=r"^\d{1,16}_\d{1,18}$")]
+SlotCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,16}_[0-9]{1,18}$")]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 

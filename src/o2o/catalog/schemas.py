@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, Strict
 
 from o2o.inventory.service import MAX_UNITS
-from o2o.schemas import Id, LongText, Name, Quantity, Schema
+from o2o.schemas import Id, LongText, Name, Quantity, Schema, ShortText, line
 
 # Per unit: ¥1,000,000 is far above anything sold here and keeps sums inside 32-bit columns.
 MAX_PRICE_FEN = 100_000_000
@@ -19,14 +19,20 @@ MAX_VALID_DAYS = 3650
 MAX_SLOTS_PER_REQUEST = 500
 MAX_SKUS = 100
 
-PriceFen = Annotated[int, Field(ge=1, le=MAX_PRICE_FEN, description="price in fen (分), ≥ 1")]
-ShippingFen = Annotated[int, Field(ge=0, le=MAX_SHIPPING_FEN, description="shipping fee in fen")]
-Stock = Annotated[int, Field(ge=0, le=MAX_UNITS, description="units that can be sold")]
-Capacity = Annotated[int, Field(ge=1, le=100_000, description="places in the slot")]
-ValidDays = Annotated[int, Field(ge=1, le=MAX_VALID_DAYS, description="days valid after purchase")]
-Delta = Annotated[int, Field(ge=-MAX_UNITS, le=MAX_UNITS)]
-SkuName = Annotated[str, Field(min_length=1, max_length=60)]
-Reason = Annotated[str, Field(min_length=1, max_length=200)]
+PriceFen = Annotated[
+    int, Strict(), Field(ge=1, le=MAX_PRICE_FEN, description="price in fen (分), ≥ 1")
+]
+ShippingFen = Annotated[
+    int, Strict(), Field(ge=0, le=MAX_SHIPPING_FEN, description="shipping fee in fen")
+]
+Stock = Annotated[int, Strict(), Field(ge=0, le=MAX_UNITS, description="units that can be sold")]
+Capacity = Annotated[int, Strict(), Field(ge=1, le=100_000, description="places in the slot")]
+ValidDays = Annotated[
+    int, Strict(), Field(ge=1, le=MAX_VALID_DAYS, description="days valid after purchase")
+]
+Delta = Annotated[int, Strict(), Field(ge=-MAX_UNITS, le=MAX_UNITS)]
+SkuName = line(min_length=1, max_length=60)
+Reason = line(min_length=1, max_length=200)
 ImageUrl = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^(https?://|/)\S+$")]
 Images = Annotated[list[ImageUrl], Field(max_length=9)]
 StoreIds = Annotated[list[Id], Field(min_length=1, max_length=200)]
@@ -39,12 +45,13 @@ class SkuIn(Schema):
 
 
 class SkuUpdate(Schema):
-    name: SkuName | None = None
-    price_fen: PriceFen | None = None
-    is_active: bool | None = None
+    # Left out: unchanged; null: 422 (the columns cannot be empty).
+    name: SkuName = None
+    price_fen: PriceFen = None
+    is_active: bool = None
     # Sets what can still be sold (available); audited with ``reason``.
     stock: Stock | None = None
-    reason: Annotated[str, Field(max_length=200)] = ""
+    reason: ShortText = ""
 
 
 class GoodsListingIn(Schema):
@@ -81,24 +88,25 @@ ListingIn = Annotated[GoodsListingIn | ServiceListingIn, Field(discriminator="ki
 class ListingUpdate(Schema):
     """Fields of the other kind are refused (422) by the service."""
 
-    title: Name | None = None
-    description: LongText | None = None
-    category_id: Id | None = None
-    images: Images | None = None
+    # Left out: unchanged; null: 422 where the column cannot be empty.
+    title: Name = None
+    description: LongText = None
+    category_id: Id = None
+    images: Images = None
     # goods
-    shipping_fee_fen: ShippingFen | None = None
+    shipping_fee_fen: ShippingFen = None
     # service
-    price_fen: PriceFen | None = None
-    original_price_fen: PriceFen | None = None
-    store_ids: StoreIds | None = None
+    price_fen: PriceFen = None
+    original_price_fen: PriceFen = None
+    store_ids: StoreIds = None
     valid_days: ValidDays | None = None
     valid_until: AwareDatetime | None = None
     stock: Stock | None = None  # explicit null = unlimited
-    stock_reason: Annotated[str, Field(max_length=200)] = ""
+    stock_reason: ShortText = ""
     per_user_limit: Quantity | None = None  # explicit null = no limit
-    refund_anytime: bool | None = None
-    auto_refund_on_expiry: bool | None = None
-    requires_slot: bool | None = None
+    refund_anytime: bool = None
+    auto_refund_on_expiry: bool = None
+    requires_slot: bool = None
 
 
 class SlotIn(Schema):

@@ -38,7 +38,7 @@ def list_channels(
     kind: ChannelKind | None = None,
     is_active: bool | None = None,
     limit: PageLimit = 50,
-    cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
 ) -> Page[ChannelOut]:
     items = service.list_channels(
         session,

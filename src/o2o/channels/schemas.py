@@ -28,9 +28,10 @@ class ChannelIn(Schema):
 
 
 class ChannelUpdate(Schema):
-    name: Name | None = None
-    kind: ChannelKind | None = None
-    is_active: bool | None = None
+    # Left out: unchanged; null: 422 (the columns cannot be empty).
+    name: Name = None
+    kind: ChannelKind = None
+    is_active: bool = None
 
 
 class ChannelOut(Schema):

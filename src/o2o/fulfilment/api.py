@@ -32,7 +32,7 @@ router = APIRouter(prefix="/api/v1", tags=["vouchers"])
 UserIdDep = Annotated[int, Depends(require_user_id)]
 OrderNo = Annotated[str, Path(min_length=1, max_length=32)]
 CodePath = Annotated[str, Path(min_length=1, max_length=40)]
-Cursor = Annotated[str | None, Query(pattern=r"^\d{1,18}$")]
+Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")]
 AttemptAction = Annotated[str | None, Query(pattern=r"^(redeem|preview|undo)$")]
 AttemptResult = Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}$")]
 

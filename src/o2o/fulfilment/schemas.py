@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from o2o.schemas import Id, Schema, ShortText
+from o2o.schemas import Id, Schema, ShortText, line
 
 VoucherStatus = Literal["unused", "redeemed", "refunded", "expired"]
 # What a clerk typed or a scanner sent: digits, maybe grouped with spaces or dashes. Anything
 # that cannot be a code is answered like an unknown code (404), never 422: no oracle.
-CodeText = Annotated[str, Field(min_length=1, max_length=40)]
-Reason = Annotated[str, Field(min_length=1, max_length=200)]
+CodeText = line(min_length=1, max_length=40)
+Reason = line(min_length=1, max_length=200)
 
 
 class VoucherOut(Schema):

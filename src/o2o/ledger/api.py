@@ -18,7 +18,7 @@ admin_router = APIRouter(prefix="/api/v1/admin/ledger", tags=["admin", "ledger"]
 Kind = Literal[
     "payment_received", "refund", "earned", "commission", "payout", "adjustment", "reversal"
 ]
-Cursor = Annotated[str | None, Query(pattern=r"^\d{1,18}$")]
+Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")]
 Ref = Annotated[str | None, Query(max_length=40, pattern=r"^[0-9A-Za-z_-]+$")]
 Prefix = Annotated[str, Query(max_length=80, pattern=r"^[0-9a-z_:]*$")]
 

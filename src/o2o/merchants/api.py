@@ -5,11 +5,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from o2o.deps import ActorDep, AdminDep, OptionalActorDep, ReadSessionDep, SessionDep
-from o2o.merchants import service
+from o2o.merchants import service, staff
 from o2o.merchants.schemas import (
     CategoryIn,
     CategoryOut,
     CategoryUpdate,
+    InvitationOut,
     MerchantApply,
     MerchantOut,
     MerchantPublic,
@@ -92,26 +93,64 @@ def update_store(
 
 @router.get("/merchants/{merchant_id}/staff", response_model=list[StaffOut])
 def list_staff(merchant_id: Id, actor: ActorDep, session: ReadSessionDep) -> list[StaffOut]:
-    return [StaffOut(**row) for row in service.list_staff(session, actor, merchant_id)]
+    return [StaffOut(**row) for row in staff.list_staff(session, actor, merchant_id)]
 
 
-@router.post("/merchants/{merchant_id}/staff", status_code=201, response_model=StaffOut)
-def add_staff(merchant_id: Id, body: StaffIn, actor: ActorDep, session: SessionDep) -> StaffOut:
-    membership = service.add_staff(
+@router.delete("/merchants/{merchant_id}/staff/{user_id}", status_code=204)
+def remove_staff(merchant_id: Id, user_id: Id, actor: ActorDep, session: SessionDep) -> Response:
+    """The last owner cannot be removed (409 last_owner)."""
+    staff.remove_staff(session, actor, merchant_id, user_id)
+    return Response(status_code=204)
+
+
+@router.post("/merchants/{merchant_id}/invitations", status_code=201, response_model=InvitationOut)
+def invite_staff(
+    merchant_id: Id, body: StaffIn, actor: ActorDep, session: SessionDep
+) -> InvitationOut:
+    """邀请员工: the user becomes staff only when they accept (owners invite owners and
+    managers; managers invite clerks)."""
+    invitation = staff.invite_staff(
         session, actor, merchant_id, phone=body.phone, role=body.role, store_ids=body.store_ids
     )
+    return InvitationOut(**staff.invitation_row(session, invitation.id))
+
+
+@router.get("/merchants/{merchant_id}/invitations", response_model=list[InvitationOut])
+def list_invitations(
+    merchant_id: Id, actor: ActorDep, session: ReadSessionDep
+) -> list[InvitationOut]:
+    return [InvitationOut(**r) for r in staff.list_invitations(session, actor, merchant_id)]
+
+
+@router.delete("/merchants/{merchant_id}/invitations/{invitation_id}", status_code=204)
+def revoke_invitation(
+    merchant_id: Id, invitation_id: Id, actor: ActorDep, session: SessionDep
+) -> Response:
+    staff.revoke_invitation(session, actor, merchant_id, invitation_id)
+    return Response(status_code=204)
+
+
+@router.get("/me/invitations", response_model=list[InvitationOut])
+def my_invitations(actor: ActorDep, session: ReadSessionDep) -> list[InvitationOut]:
+    """Invitations waiting for the caller's answer."""
+    return [InvitationOut(**r) for r in staff.my_invitations(session, actor.user_id)]
+
+
+@router.post("/me/invitations/{invitation_id}/accept", response_model=StaffOut)
+def accept_invitation(invitation_id: Id, actor: ActorDep, session: SessionDep) -> StaffOut:
+    membership = staff.accept_invitation(session, actor.user_id, invitation_id)
     return StaffOut(
-        user_id=membership.user_id,
-        phone=body.phone,
-        name="",
+        user_id=actor.user_id,
+        phone=actor.phone,
+        name=actor.name,
         role=membership.role,
         store_ids=membership.store_ids,
     )
 
 
-@router.delete("/merchants/{merchant_id}/staff/{user_id}", status_code=204)
-def remove_staff(merchant_id: Id, user_id: Id, actor: ActorDep, session: SessionDep) -> Response:
-    service.remove_staff(session, actor, merchant_id, user_id)
+@router.post("/me/invitations/{invitation_id}/decline", status_code=204)
+def decline_invitation(invitation_id: Id, actor: ActorDep, session: SessionDep) -> Response:
+    staff.decline_invitation(session, actor.user_id, invitation_id)
     return Response(status_code=204)
 
 
@@ -129,7 +168,7 @@ def admin_list_merchants(
     session: ReadSessionDep,
     status: MerchantStatus | None = None,
     limit: PageLimit = 50,
-    cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
 ) -> Page[MerchantOut]:
     items = list(
         service.list_merchants(

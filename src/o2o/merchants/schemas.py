@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, Strict, model_validator
 
 from o2o.schemas import (
     BasisPoints,
@@ -15,13 +15,19 @@ from o2o.schemas import (
     Phone,
     Schema,
     ShortText,
+    Text,
+    line,
 )
 
 # Mainland China, generously: GCJ-02 coordinates of a store must fall inside it.
 CHINA_LAT = (3.5, 54.0)
 CHINA_LNG = (73.0, 136.0)
 
-ContactPhone = Annotated[str, Field(pattern=r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")]
+ContactPhone = Annotated[str, Field(pattern=r"^(1[3-9][0-9]{9}|0[0-9]{2,3}-?[0-9]{7,8})$")]
+# A store's phone as printed: ASCII digits, "+", "-" and spaces only.
+StorePhone = Annotated[str, Field(max_length=20, pattern=r"^[0-9+ -]*$")]
+Address = line(min_length=1, max_length=300)
+Place = line(min_length=1, max_length=50)
 LicenseNo = Annotated[str, Field(min_length=6, max_length=30, pattern=r"^[0-9A-Za-z-]+$")]
 
 
@@ -40,11 +46,12 @@ class MerchantApply(Schema):
 
 
 class MerchantUpdate(Schema):
-    name: Name | None = None
-    contact_phone: ContactPhone | None = None
-    license_no: LicenseNo | None = None
+    # Left out: unchanged; null: 422 where the column cannot be empty.
+    name: Name = None
+    contact_phone: ContactPhone = None
+    license_no: LicenseNo = None
     category_id: Id | None = None
-    description: LongText | None = None
+    description: LongText = None
 
 
 class MerchantOut(Schema):
@@ -71,24 +78,26 @@ class MerchantPublic(Schema):
 
 
 class ReviewDecision(Schema):
-    reason: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_strip_nonempty)]
+    reason: Annotated[
+        str, Field(min_length=1, max_length=500), AfterValidator(_strip_nonempty), Text
+    ]
 
 
 class MerchantSettings(Schema):
     """Operator-only settings of a merchant."""
 
     commission_bp: BasisPoints | None = None
-    sub_mchid: Annotated[str, Field(pattern=r"^\d{8,32}$")] | None = None
+    sub_mchid: Annotated[str, Field(pattern=r"^[0-9]{8,32}$")] | None = None
 
 
 class StoreIn(Schema):
     name: Name
-    address: Annotated[str, Field(min_length=1, max_length=300)]
-    city: Annotated[str, Field(min_length=1, max_length=50)]
-    district: Annotated[str, Field(min_length=1, max_length=50)]
+    address: Address
+    city: Place
+    district: Place
     lat: Latitude
     lng: Longitude
-    phone: Annotated[str, Field(max_length=20)] = ""
+    phone: StorePhone = ""
     opening_hours: ShortText = ""
 
     @model_validator(mode="after")
@@ -105,15 +114,16 @@ def check_in_china(lat: float | None, lng: float | None) -> None:
 
 
 class StoreUpdate(Schema):
-    name: Name | None = None
-    address: Annotated[str, Field(min_length=1, max_length=300)] | None = None
-    city: Annotated[str, Field(min_length=1, max_length=50)] | None = None
-    district: Annotated[str, Field(min_length=1, max_length=50)] | None = None
-    lat: Latitude | None = None
-    lng: Longitude | None = None
-    phone: Annotated[str, Field(max_length=20)] | None = None
-    opening_hours: ShortText | None = None
-    is_active: bool | None = None
+    # Left out: unchanged; null: 422 (the columns cannot be empty).
+    name: Name = None
+    address: Address = None
+    city: Place = None
+    district: Place = None
+    lat: Latitude = None
+    lng: Longitude = None
+    phone: StorePhone = None
+    opening_hours: ShortText = None
+    is_active: bool = None
 
     @model_validator(mode="after")
     def _in_china(self) -> StoreUpdate:
@@ -141,6 +151,19 @@ class StaffIn(Schema):
     store_ids: Annotated[list[Id], Field(max_length=200)] = []
 
 
+class InvitationOut(Schema):
+    id: int
+    merchant_id: int
+    merchant_name: str
+    user_id: int
+    phone: str
+    name: str
+    role: Literal["owner", "manager", "clerk"]
+    store_ids: list[int]
+    status: Literal["pending", "accepted", "declined", "revoked"]
+    created_at: datetime
+
+
 class StaffOut(Schema):
     user_id: int
     phone: str
@@ -150,18 +173,19 @@ class StaffOut(Schema):
 
 
 class CategoryIn(Schema):
-    name: Annotated[str, Field(min_length=1, max_length=50)]
+    name: line(min_length=1, max_length=50)
     parent_id: Id | None = None
     commission_bp: BasisPoints = 500
-    sort_order: Annotated[int, Field(ge=0, le=10_000)] = 0
-    icon: Annotated[str, Field(max_length=20)] = ""
+    sort_order: Annotated[int, Strict(), Field(ge=0, le=10_000)] = 0
+    icon: line(max_length=20) = ""
 
 
 class CategoryUpdate(Schema):
-    name: Annotated[str, Field(min_length=1, max_length=50)] | None = None
-    commission_bp: BasisPoints | None = None
-    sort_order: Annotated[int, Field(ge=0, le=10_000)] | None = None
-    icon: Annotated[str, Field(max_length=20)] | None = None
+    # Left out: unchanged; null: 422 (the columns cannot be empty).
+    name: line(min_length=1, max_length=50) = None
+    commission_bp: BasisPoints = None
+    sort_order: Annotated[int, Strict(), Field(ge=0, le=10_000)] = None
+    icon: line(max_length=20) = None
 
 
 class CategoryOut(Schema):

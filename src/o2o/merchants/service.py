@@ -8,11 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from o2o.accounts import service as accounts
-from o2o.accounts.models import User
-from o2o.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from o2o.merchants.access import CLERK, MANAGER, MANAGERS, OWNER, Actor
-from o2o.merchants.models import Category, Membership, MembershipStore, Merchant, Store
+from o2o.errors import Forbidden, NotFound, ValidationFailed
+from o2o.merchants.access import MANAGERS, OWNER, Actor
+from o2o.merchants.models import Category, Membership, Merchant, Store
 from o2o.search import indexer
 from o2o.statemachine import StateMachine
 from o2o.timeutil import utcnow
@@ -248,86 +246,3 @@ def list_stores(session: Session, merchant_id: int) -> Sequence[Store]:
     return session.scalars(
         select(Store).where(Store.merchant_id == merchant_id).order_by(Store.id)
     ).all()
-
-
-# --- staff ----------------------------------------------------------------------------------
-
-
-def _check_store_ids(session: Session, merchant_id: int, store_ids: list[int]) -> None:
-    if not store_ids:
-        return
-    found = set(
-        session.scalars(
-            select(Store.id).where(Store.merchant_id == merchant_id, Store.id.in_(store_ids))
-        )
-    )
-    missing = sorted(set(store_ids) - found)
-    if missing:
-        raise ValidationFailed(f"门店 {missing} 不属于该商户", field="store_ids")
-
-
-def add_staff(
-    session: Session, actor: Actor, merchant_id: int, *, phone: str, role: str, store_ids: list[int]
-) -> Membership:
-    me = actor.require_staff(merchant_id, MANAGERS)
-    if role in MANAGERS and me.role != OWNER:
-        raise Forbidden("只有店主可以添加店长或店主", code="role_not_allowed")
-    if role == CLERK and not store_ids:
-        raise ValidationFailed("店员至少需要一个门店", field="store_ids")
-    _check_store_ids(session, merchant_id, store_ids)
-    user = accounts.require_user(session, phone)
-    existing = session.scalar(
-        select(Membership).where(
-            Membership.user_id == user.id, Membership.merchant_id == merchant_id
-        )
-    )
-    if existing is not None:
-        raise Conflict("该用户已是本商户员工", code="already_staff")
-    membership = Membership(user_id=user.id, merchant_id=merchant_id, role=role)
-    membership.stores = [MembershipStore(store_id=s) for s in sorted(set(store_ids))]
-    session.add(membership)
-    session.flush()
-    return membership
-
-
-def remove_staff(session: Session, actor: Actor, merchant_id: int, user_id: int) -> None:
-    me = actor.require_staff(merchant_id, MANAGERS)
-    membership = session.scalar(
-        select(Membership).where(
-            Membership.user_id == user_id, Membership.merchant_id == merchant_id
-        )
-    )
-    if membership is None:
-        raise NotFound("该员工不存在", code="staff_not_found")
-    if membership.role in MANAGERS and me.role != OWNER:
-        raise Forbidden("只有店主可以移除店长", code="role_not_allowed")
-    if membership.role == OWNER:
-        owners = session.scalars(
-            select(Membership).where(
-                Membership.merchant_id == merchant_id, Membership.role == OWNER
-            )
-        ).all()
-        if len(owners) == 1:
-            raise Conflict("不能移除唯一的店主", code="last_owner")
-    session.delete(membership)
-    session.flush()
-
-
-def list_staff(session: Session, actor: Actor, merchant_id: int) -> list[dict[str, Any]]:
-    actor.require_staff(merchant_id, (OWNER, MANAGER))
-    rows = session.execute(
-        select(Membership, User)
-        .join(User, User.id == Membership.user_id)
-        .where(Membership.merchant_id == merchant_id)
-        .order_by(Membership.id)
-    ).all()
-    return [
-        {
-            "user_id": u.id,
-            "phone": u.phone,
-            "name": u.name,
-            "role": m.role,
-            "store_ids": m.store_ids,
-        }
-        for m, u in rows
-    ]

@@ -5,19 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, Strict, model_validator
 
 from o2o.fulfilment.schemas import VoucherOut, VoucherStaffOut
 from o2o.money import Fen
 from o2o.orders.service import MAX_ITEMS, MAX_LINE_QUANTITY
-from o2o.schemas import Id, Name, Phone, Schema, ShortText
+from o2o.schemas import Id, Name, Phone, Schema, ShortText, line
 
 OrderStatus = Literal[
     "pending_payment", "paid", "shipped", "completed", "cancelled", "refunding", "refunded"
 ]
 OrderKind = Literal["goods", "service"]
 ChannelCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,40}$")]
-LineQuantity = Annotated[int, Field(ge=1, le=MAX_LINE_QUANTITY)]
+LineQuantity = Annotated[int, Strict(), Field(ge=1, le=MAX_LINE_QUANTITY)]
 
 
 class CartItemIn(Schema):
@@ -30,10 +30,10 @@ class CartItemIn(Schema):
 class ShippingAddress(Schema):
     name: Name
     phone: Phone
-    province: Annotated[str, Field(min_length=1, max_length=20)]
-    city: Annotated[str, Field(min_length=1, max_length=30)]
-    district: Annotated[str, Field(min_length=1, max_length=30)]
-    detail: Annotated[str, Field(min_length=1, max_length=200)]
+    province: line(min_length=1, max_length=20)
+    city: line(min_length=1, max_length=30)
+    district: line(min_length=1, max_length=30)
+    detail: line(min_length=1, max_length=200)
 
 
 class CheckoutIn(Schema):

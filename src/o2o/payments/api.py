@@ -259,7 +259,7 @@ def list_refunds(
     session: ReadSessionDep,
     status: RefundStatus | None = None,
     limit: PageLimit = 50,
-    cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
 ) -> Page[RefundAdminOut]:
     """Refunds for the operator: ``?status=processing`` shows the ones still on their way
     (``stuck`` when open for more than an hour), ``?status=failed`` the ones to act on."""

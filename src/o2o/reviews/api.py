@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1", tags=["reviews"])
 
 UserIdDep = Annotated[int, Depends(require_user_id)]
 OrderNo = Annotated[str, Path(min_length=1, max_length=32)]
-Cursor = Annotated[str | None, Query(pattern=r"^\d{1,18}$")]
+Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")]
 
 
 def _out(session: Any, reviews: Any) -> list[ReviewOut]:

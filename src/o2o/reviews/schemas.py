@@ -5,22 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, Strict
 
 from o2o.reviews.service import MAX_REPLY, MAX_TEXT
-from o2o.schemas import Id, Page, Schema
+from o2o.schemas import Id, Page, Schema, Text
 
-Stars = Annotated[int, Field(ge=1, le=5, description="1–5 stars")]
+Stars = Annotated[int, Strict(), Field(ge=1, le=5, description="1–5 stars")]
 
 
 class ReviewIn(Schema):
     rating: Stars
-    text: Annotated[str, Field(max_length=MAX_TEXT)] = ""
+    text: Annotated[str, Field(max_length=MAX_TEXT), Text] = ""
     line_id: Id | None = Field(default=None, description="the line reviewed; needed if several")
 
 
 class ReplyIn(Schema):
-    text: Annotated[str, Field(min_length=1, max_length=MAX_REPLY)]
+    text: Annotated[str, Field(min_length=1, max_length=MAX_REPLY), Text]
 
 
 class ReviewOut(Schema):

@@ -25,7 +25,7 @@ router = APIRouter(prefix="/api/v1", tags=["settlement"])
 admin_router = APIRouter(prefix="/api/v1/admin", tags=["admin", "settlement"])
 
 Status = Literal["ready", "sharing", "sharing_failed", "paid", "carried"]
-Cursor = Annotated[str | None, Query(pattern=r"^\d{1,18}$")]
+Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")]
 StatementNo = Annotated[str, Path(max_length=40, pattern=r"^[0-9A-Za-z-]+$")]
 
 

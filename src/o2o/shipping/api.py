@@ -41,7 +41,7 @@ router = APIRouter(prefix="/api/v1", tags=["shipping"])
 UserIdDep = Annotated[int, Depends(require_user_id)]
 OrderNo = Annotated[str, Path(min_length=1, max_length=32)]
 CarrierPath = Annotated[str, Path(pattern=r"^[A-Za-z]{2,8}$")]
-Cursor = Annotated[str | None, Query(pattern=r"^\d{1,18}$")]
+Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")]
 MAX_NOTIFICATION_BYTES = 64 * 1024
 
 

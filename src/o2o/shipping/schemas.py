@@ -8,19 +8,19 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from o2o.money import PositiveFen
-from o2o.schemas import Id, Schema
+from o2o.schemas import Id, Schema, line
 from o2o.shipping.service import MAX_EVENTS_PER_NOTIFICATION
 from o2o.timeutil import CHINA_TZ
 
 CarrierCode = Annotated[str, Field(pattern=r"^[A-Za-z]{2,8}$", description="e.g. SF, ZTO, JD")]
-TrackingNo = Annotated[str, Field(min_length=1, max_length=40)]
+TrackingNo = line(min_length=1, max_length=40)
 LineIds = Annotated[list[Id], Field(min_length=1, max_length=50)]
 TrackingStatus = Literal["collected", "in_transit", "delivering", "delivered", "exception"]
 AfterSalesKind = Literal["refund_only", "return_refund"]
 AfterSalesStatus = Literal[
     "requested", "approved", "rejected", "cancelled", "refunded", "refund_failed"
 ]
-Reason = Annotated[str, Field(min_length=1, max_length=200)]
+Reason = line(min_length=1, max_length=200)
 
 
 def _china_if_naive(value: datetime) -> datetime:

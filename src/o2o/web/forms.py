@@ -19,6 +19,7 @@ The transaction is rolled back in every case, so a refused form changes nothing.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -38,6 +39,7 @@ from o2o.web.csrf import CSRF_FIELD
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 # Never echoed back into a re-rendered form.
 SECRET_FIELDS = frozenset(
     {
@@ -188,7 +190,10 @@ class Form(Generic[M]):
             if name not in SECRET_FIELDS:
                 values[name] = raw
             if raw.strip():
-                data[name] = raw
+                # Integer fields of the API's schemas are strict (a JSON number, never text);
+                # a form's "3" is the person's number, so it becomes 3 here (ASCII digits only:
+                # anything else stays text and gets "请输入整数").
+                data[name] = int(raw) if inner is int and _INTEGER.fullmatch(raw.strip()) else raw
         result = cls(model, values=values)
         try:
             result.data = model.model_validate(data)

@@ -45,7 +45,7 @@ SESSION_KEY = "cart"
 MAX_CART_LINES = 20
 MAX_QUANTITY = orders.MAX_LINE_QUANTITY
 QUANTITY_MESSAGE = f"数量需为 1–{MAX_QUANTITY} 的整数"
-KeyField = Annotated[str, Field(pattern=r"^\d{1,19}-\d{1,19}-\d{1,19}$", max_length=60)]
+KeyField = Annotated[str, Field(pattern=r"^[0-9]{1,19}-[0-9]{1,19}-[0-9]{1,19}$", max_length=60)]
 
 
 # --- the cart in the session -------------------------------------------------------------------

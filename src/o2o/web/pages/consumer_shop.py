@@ -79,9 +79,9 @@ def search_page(
     q: Annotated[str, Query(max_length=200)] = "",
     kind: Annotated[Literal["", "service", "goods"], Query()] = "",
     # Strings: the filter form sends "" for 全部/不限.
-    category: Annotated[str, Query(alias="category_id", pattern=r"^\d{0,9}$")] = "",
+    category: Annotated[str, Query(alias="category_id", pattern=r"^[0-9]{0,9}$")] = "",
     sort: Annotated[Literal["", "relevance", "distance", "sales", "price", "rating"], Query()] = "",
-    radius: Annotated[str, Query(alias="radius_m", pattern=r"^\d{0,6}$")] = "",
+    radius: Annotated[str, Query(alias="radius_m", pattern=r"^[0-9]{0,6}$")] = "",
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     category_id = int(category) if category else None
