@@ -251,18 +251,18 @@ def test_idempotency_key_replays_the_redemption(api: Any, world: Any, db: Any) -
 # --- guessing is expensive -----------------------------------------------------------------
 
 
-def test_unknown_codes_are_throttled_per_staff_and_per_merchant(
+def test_unknown_codes_are_throttled_per_staff_and_per_store(
     api: Any, world: Any, db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
         vouchers,
         "_settings_from_env",
         lambda: RedemptionSettings(
-            redemption_staff_failures_per_minute=10, redemption_merchant_failures_per_minute=15
+            redemption_staff_failures_per_minute=10, redemption_store_failures_per_minute=15
         ),
     )
     code = buy(api, world.tokens["consumer"], [deal_item(a_deal(world))]).codes[0]
-    # Someone who is not staff cannot use up the merchant's allowance.
+    # Someone who is not staff cannot use up the store's allowance.
     for i in range(20):
         assert redeem(api, world, f"{i:012d}", as_="consumer").status_code == 403
     results = [redeem(api, world, f"{100 + i:012d}").status_code for i in range(12)]
@@ -272,10 +272,14 @@ def test_unknown_codes_are_throttled_per_staff_and_per_merchant(
     assert throttled.headers["retry-after"] == "60"
     # Preview misses count too, and are throttled the same way.
     assert preview(api, world, "123412341234").status_code == 429
-    # Another staff member of the merchant goes on until the merchant's limit (15).
+    # Another staff member goes on at that store until the store's limit (15).
     results = [redeem(api, world, f"{200 + i:012d}", as_="manager").status_code for i in range(6)]
     assert results == [404] * 5 + [429]
     assert redeem(api, world, code, as_="owner").status_code == 429
+    # Another store of the merchant is not affected: one store's guessing cannot stop another.
+    other_store = world.a.store_ids[1]
+    r = redeem(api, world, "000000000777", store_id=other_store, as_="owner")
+    assert problem(r) == (404, "voucher_not_found")
     # Another merchant is not affected.
     assert problem(
         api.post(
@@ -287,15 +291,15 @@ def test_unknown_codes_are_throttled_per_staff_and_per_merchant(
     assert count_vouchers(db, status=REDEEMED) == 0
     # Every attempt by staff of A is audited, the throttled ones included.
     audit = attempts(db, merchant_id=world.a.id)
-    assert len(audit) == 12 + 1 + 1 + 6 + 1
+    assert len(audit) == 12 + 1 + 1 + 6 + 1 + 1
     assert sum(a.result == "redemption_throttled" for a in audit) == 2 + 1 + 1 + 1 + 1
     # The window passes: the clerk may work again.
     with db.transaction() as session:
         from sqlalchemy import update
 
-        from o2o.ratelimit import RateEvent
+        from o2o.ratelimit import RateCounter
 
-        session.execute(update(RateEvent).values(created_at=utcnow() - timedelta(minutes=2)))
+        session.execute(update(RateCounter).values(window_ends=utcnow() - timedelta(seconds=1)))
     assert redeem(api, world, code).status_code == 200
 
 

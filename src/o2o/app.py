@@ -15,6 +15,7 @@ from o2o.channels.middleware import install as install_visit_recording
 from o2o.config import Settings, get_settings
 from o2o.db import Database
 from o2o.errors import install_error_handlers, problem_response
+from o2o.http_headers import HeadAsGetMiddleware, SecurityHeadersMiddleware
 from o2o.registry import domain_modules
 from o2o.web.install import install_pages
 from o2o.worker import BackgroundWorker
@@ -58,10 +59,14 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     install_error_handlers(app)
     for router in domain_routers():
         app.include_router(router)
+    # HEAD wherever GET is (innermost of these, so every layer above sees the real method).
+    app.add_middleware(HeadAsGetMiddleware)
     # Visits through traffic channels (?ch= / X-Channel), written off the request path.
     install_visit_recording(app, db)
     # Pages: session cookie, /static, HTML error pages (wraps the API's handlers, so after them).
     install_pages(app)
+    # The API's protective headers, as pages have theirs.
+    app.add_middleware(SecurityHeadersMiddleware)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

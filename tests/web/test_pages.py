@@ -172,6 +172,8 @@ def test_every_page_route_that_changes_something_checks_csrf(
         "slot_id": 1,
         "request_id": 1,
         "review_id": 1,
+        "invitation_id": 1,
+        "answer": "accept",
         # Settlement pages (admin_settlements.py): the CSRF check comes first.
         "statement_no": "ST0",
     }

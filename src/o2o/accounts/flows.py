@@ -77,10 +77,14 @@ async def check_password(
     by_address, by_pair, by_phone = await to_thread.run_sync(
         counters.hit, keys, settings.login_failure_window_seconds
     )
-    if (
-        by_pair > settings.login_max_failures
-        or by_address > settings.login_max_failures_per_address
-    ):
+    over_address = by_address > settings.login_max_failures_per_address
+    over_pair = by_pair > settings.login_max_failures
+    if over_address or over_pair:
+        # Refused: it counts only against the limit that refused it (a stranger hammering one
+        # phone must not lengthen its owner's delay).
+        kept = [keys[0]] if over_address else []
+        kept += [keys[1]] if over_pair else []
+        await to_thread.run_sync(counters.refund, [k for k in keys if k not in kept])
         raise _throttled(settings)
     delay = login_delay(settings, by_phone - settings.login_max_failures)
     if delay:

@@ -118,11 +118,20 @@ def reserve_attempt(
     any number of concurrent attempts at most the limit are evaluated); 429 past a limit. The
     caller hands it back (:func:`release_attempt`) unless the code turned out unknown."""
     keys = _throttle_keys(user_id, store_id)
-    counts = ratelimit.counters(db, rules).hit(keys, int(THROTTLE_WINDOW.total_seconds()))
-    if counts[0] > rules.redemption_staff_failures_per_minute:
-        raise _throttled("核销失败次数过多，请稍后再试")
-    if len(counts) > 1 and counts[1] > rules.redemption_store_failures_per_minute:
-        raise _throttled("本门店核销失败次数过多，请稍后再试")
+    limits = [
+        rules.redemption_staff_failures_per_minute,
+        rules.redemption_store_failures_per_minute,
+    ]
+    counters = ratelimit.counters(db, rules)
+    counts = counters.hit(keys, int(THROTTLE_WINDOW.total_seconds()))
+    over = [n > limit for n, limit in zip(counts, limits, strict=False)]
+    if any(over):
+        # Refused: it counts only against the limit that refused it (a clerk hammering past
+        # its own limit must not use up its store's).
+        counters.refund([k for k, o in zip(keys, over, strict=True) if not o])
+        raise _throttled(
+            "核销失败次数过多，请稍后再试" if over[0] else "本门店核销失败次数过多，请稍后再试"
+        )
     return keys
 
 

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from o2o.deps import ActorDep, AdminDep, OptionalActorDep, ReadSessionDep, SessionDep
+from o2o.deps import ActorDep, AdminDep, DbDep, OptionalActorDep, ReadSessionDep, SessionDep
 from o2o.merchants import service, staff
 from o2o.merchants.schemas import (
     CategoryIn,
@@ -103,16 +103,19 @@ def remove_staff(merchant_id: Id, user_id: Id, actor: ActorDep, session: Session
     return Response(status_code=204)
 
 
+# Invitation routes own their transaction (``db.transaction()``): committed before the answer
+# is sent, so the invited user's next request already sees the membership.
+
+
 @router.post("/merchants/{merchant_id}/invitations", status_code=201, response_model=InvitationOut)
-def invite_staff(
-    merchant_id: Id, body: StaffIn, actor: ActorDep, session: SessionDep
-) -> InvitationOut:
+def invite_staff(merchant_id: Id, body: StaffIn, actor: ActorDep, db: DbDep) -> InvitationOut:
     """邀请员工: the user becomes staff only when they accept (owners invite owners and
     managers; managers invite clerks)."""
-    invitation = staff.invite_staff(
-        session, actor, merchant_id, phone=body.phone, role=body.role, store_ids=body.store_ids
-    )
-    return InvitationOut(**staff.invitation_row(session, invitation.id))
+    with db.transaction() as session:
+        invitation = staff.invite_staff(
+            session, actor, merchant_id, phone=body.phone, role=body.role, store_ids=body.store_ids
+        )
+        return InvitationOut(**staff.invitation_row(session, invitation.id))
 
 
 @router.get("/merchants/{merchant_id}/invitations", response_model=list[InvitationOut])
@@ -123,10 +126,9 @@ def list_invitations(
 
 
 @router.delete("/merchants/{merchant_id}/invitations/{invitation_id}", status_code=204)
-def revoke_invitation(
-    merchant_id: Id, invitation_id: Id, actor: ActorDep, session: SessionDep
-) -> Response:
-    staff.revoke_invitation(session, actor, merchant_id, invitation_id)
+def revoke_invitation(merchant_id: Id, invitation_id: Id, actor: ActorDep, db: DbDep) -> Response:
+    with db.transaction() as session:
+        staff.revoke_invitation(session, actor, merchant_id, invitation_id)
     return Response(status_code=204)
 
 
@@ -137,20 +139,19 @@ def my_invitations(actor: ActorDep, session: ReadSessionDep) -> list[InvitationO
 
 
 @router.post("/me/invitations/{invitation_id}/accept", response_model=StaffOut)
-def accept_invitation(invitation_id: Id, actor: ActorDep, session: SessionDep) -> StaffOut:
-    membership = staff.accept_invitation(session, actor.user_id, invitation_id)
+def accept_invitation(invitation_id: Id, actor: ActorDep, db: DbDep) -> StaffOut:
+    with db.transaction() as session:
+        membership = staff.accept_invitation(session, actor.user_id, invitation_id)
+        role, store_ids = membership.role, membership.store_ids
     return StaffOut(
-        user_id=actor.user_id,
-        phone=actor.phone,
-        name=actor.name,
-        role=membership.role,
-        store_ids=membership.store_ids,
+        user_id=actor.user_id, phone=actor.phone, name=actor.name, role=role, store_ids=store_ids
     )
 
 
 @router.post("/me/invitations/{invitation_id}/decline", status_code=204)
-def decline_invitation(invitation_id: Id, actor: ActorDep, session: SessionDep) -> Response:
-    staff.decline_invitation(session, actor.user_id, invitation_id)
+def decline_invitation(invitation_id: Id, actor: ActorDep, db: DbDep) -> Response:
+    with db.transaction() as session:
+        staff.decline_invitation(session, actor.user_id, invitation_id)
     return Response(status_code=204)
 
 
