@@ -161,3 +161,12 @@ def test_an_exhausted_database_pool_is_a_503_with_retry_after(db_url: str, tmp_p
     finally:
         held.close()
         tiny.dispose()
+
+
+def test_the_sign_in_delay_doubles_up_to_its_maximum(tmp_path: Path) -> None:
+    from o2o.accounts.flows import login_delay
+
+    settings = make_settings("sqlite://", tmp_path)
+    assert login_delay(settings, 0) == 0
+    assert [login_delay(settings, n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
+    assert login_delay(settings, 10_000) == settings.login_delay_max_seconds == 8.0

@@ -49,9 +49,8 @@ def login_delay(settings: Settings, excess: int) -> float:
     """Seconds an attempt waits when the phone has ``excess`` attempts past the limit."""
     if excess <= 0:
         return 0.0
-    return min(
-        settings.login_delay_max_seconds, settings.login_delay_base_seconds * 2 ** (excess - 1)
-    )
+    doubled = settings.login_delay_base_seconds * 2 ** min(excess - 1, 32)
+    return min(settings.login_delay_max_seconds, doubled)
 
 
 def _throttled(settings: Settings) -> TooManyRequests:
