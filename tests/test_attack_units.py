@@ -170,3 +170,21 @@ def test_the_sign_in_delay_doubles_up_to_its_maximum(tmp_path: Path) -> None:
     assert login_delay(settings, 0) == 0
     assert [login_delay(settings, n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
     assert login_delay(settings, 10_000) == settings.login_delay_max_seconds == 8.0
+
+
+def test_rejected_notifications_are_capped_per_hour(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from o2o.payments import notification_log
+
+    monkeypatch.setattr(notification_log, "REJECTED_ROWS_PER_HOUR", 3)
+    results = [
+        notification_log.store_rejected(
+            db, provider="sandbox", headers={}, body=f"junk {i}", reason="bad signature"
+        )
+        for i in range(5)
+    ]
+    again = notification_log.store_rejected(
+        db, provider="sandbox", headers={}, body="junk 0", reason="bad signature"
+    )
+    assert results == ["stored"] * 3 + ["dropped"] * 2 and again == "counted"

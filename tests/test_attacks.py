@@ -11,6 +11,7 @@ during the sign-in flood, attempts evaluated against the limit under concurrency
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import secrets
 import statistics
@@ -18,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -30,6 +32,9 @@ from o2o.accounts import service as accounts
 from o2o.accounts.models import User, UserSession
 from o2o.config import Settings
 from o2o.merchants.models import Membership
+from o2o.payments.models import PaymentNotification
+from o2o.payments.notification_log import event_json
+from o2o.payments.providers import EVENT_SUCCEEDED, PaymentEvent
 from o2o.security import TOKEN_ALGORITHM, TOKEN_AUDIENCE
 from o2o.timeutil import utcnow
 from tests.checkout_support import make_deal
@@ -671,3 +676,106 @@ def test_session_rows_expire_and_are_purged(live: LiveServer) -> None:
     with live.db.transaction() as session:
         assert accounts.purge_expired_sessions(session) >= 1
         assert session.get(UserSession, sid) is None
+
+
+# --- finding 5: unauthenticated database growth --------------------------------------------------
+
+
+def rejected_bytes(live: LiveServer) -> tuple[int, int]:
+    """(rows, bytes of body and headers) of the rejected notifications kept."""
+    with live.db.transaction(readonly=True) as session:
+        rows = session.scalars(
+            select(PaymentNotification).where(PaymentNotification.result == "rejected")
+        ).all()
+        return len(rows), sum(len(r.body) + len(json.dumps(r.headers)) for r in rows)
+
+
+def test_junk_notifications_cannot_fill_the_database(live: LiveServer) -> None:
+    """Was: every rejected notification body up to 64 KiB was stored; 20 junk POSTs added 1.3 MB."""
+    rows_before, bytes_before = rejected_bytes(live)
+    junk = secrets.token_hex(32 * 1024)  # 64 KiB
+    with live.client() as http:
+        for _ in range(20):  # the same junk again and again …
+            r = http.post("/api/v1/payments/notify/sandbox", content=junk)
+            assert r.status_code in (400, 401), r.text
+        rows, stored = rejected_bytes(live)
+        assert rows - rows_before == 1
+        with live.db.transaction(readonly=True) as session:
+            repeats = session.scalar(
+                select(func.max(PaymentNotification.repeat_count)).where(
+                    PaymentNotification.result == "rejected"
+                )
+            )
+        assert repeats == 20
+        for _ in range(20):  # … and 20 different ones
+            r = http.post(
+                "/api/v1/payments/notify/sandbox",
+                content=secrets.token_hex(32 * 1024),
+                headers={f"X-Junk-{n}": "x" * 4000 for n in range(30)},
+            )
+            assert r.status_code in (400, 401), r.text
+    rows, stored = rejected_bytes(live)
+    added = stored - bytes_before
+    print(
+        f"\n[{live.backend}] 40 junk notifications (64 KiB each): {rows - rows_before} rows,"
+        f" {added} bytes kept (was: 1.3 MB for 20)"
+    )
+    assert rows - rows_before == 21
+    assert added < 21 * 4 * 1024, added
+
+
+# --- finding 9: notifications stored but never applied ---------------------------------------
+
+
+def test_a_notification_left_received_by_a_crash_is_applied_by_the_worker(
+    live: LiveServer,
+) -> None:
+    """Was: a notification stored but not applied before a crash stayed ``received`` forever.
+    Here the server stored it and died before applying it (the row as the crash leaves it);
+    the worker's sweep applies it, once."""
+    deal = make_deal(live.db, live.world.a.id, live.world.category_id, live.world.a.store_ids)
+    h = live.headers("consumer")
+    with live.client() as http:
+        r = http.post(
+            "/api/v1/checkout",
+            json={"items": [{"listing_id": deal.listing_id, "quantity": 1}]},
+            headers=h,
+        )
+        assert r.status_code == 201, r.text
+        order_no, payment = r.json()["orders"][0]["order_no"], r.json()["payment"]
+        r = http.post(
+            f"/api/v1/payments/{payment['payment_no']}/pay", json={"provider": "sandbox"}, headers=h
+        )
+        assert r.status_code == 200, r.text
+    event = PaymentEvent(
+        provider="sandbox",
+        payment_no=payment["payment_no"],
+        status=EVENT_SUCCEEDED,
+        amount_fen=payment["amount_fen"],
+        provider_txn_id="SBX-CRASH-" + secrets.token_hex(4),
+        paid_at=utcnow(),
+    )
+    with live.db.transaction() as session:
+        stuck = PaymentNotification(
+            provider="sandbox",
+            body="{}",
+            verified=True,
+            result="received",
+            payment_no=event.payment_no,
+            event_status=event.status,
+            amount_fen=event.amount_fen,
+            event=event_json(event),
+            received_at=utcnow() - timedelta(minutes=5),
+        )
+        session.add(stuck)
+        session.flush()
+        stuck_id = stuck.id
+    settings = Settings(database_url="sqlite://", secret_key=SECRET, demo=False)
+    results = [worker.run_once(live.db, settings) for _ in range(2)]
+    assert [r["notification_replay"] for r in results] == [1, 0]  # once
+    with live.db.transaction(readonly=True) as session:
+        record = session.get(PaymentNotification, stuck_id)
+        assert record is not None and record.result == "applied", record.detail
+    with live.client() as http:
+        order = http.get(f"/api/v1/orders/{order_no}", headers=h).json()
+    assert order["status"] == "paid" and len(order["vouchers"]) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from o2o.config import Settings
 from o2o.db import Database
-from o2o.payments import service
+from o2o.payments import notification_log, service
 from o2o.worker import job
 
 
@@ -18,3 +18,10 @@ def payment_timeouts(db: Database, settings: Settings) -> int:
 def refunds(db: Database, settings: Settings) -> int:
     """Send pending refunds, query accepted ones, retry those the provider could not take."""
     return service.process_refunds(db, settings)
+
+
+@job("notification_replay")
+def notification_replay(db: Database, settings: Settings) -> int:
+    """Verified notifications a crash left in ``received`` are applied now (idempotently); the
+    refunds they ask for are sent by the ``refunds`` job."""
+    return len(notification_log.replay_received(db))

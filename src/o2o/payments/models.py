@@ -110,6 +110,12 @@ class PaymentNotification(Base):
     amount_fen: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The verified event, so a notification a crash left in ``received`` can be applied again
+    # (o2o.payments.notification_log). Rejected ones: a fingerprint of the body, and how many
+    # times the same body came (only the first is kept).
+    event: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    repeat_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 # --- refund ----------------------------------------------------------------------------------

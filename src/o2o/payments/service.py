@@ -60,6 +60,7 @@ from o2o.payments.models import (
     PaymentNotification,
     Refund,
 )
+from o2o.payments.notification_log import event_json, store_rejected
 from o2o.payments.providers import (
     EVENT_FAILED,
     EVENT_SUCCEEDED,
@@ -488,6 +489,7 @@ def record_and_apply(
         headers=dict(headers or {}),
         body=body,
         verified=True,
+        event=event_json(event),
         **_event_fields(event),
     )
     try:
@@ -525,16 +527,8 @@ def handle_notification(
         event = provider.parse_notification(headers, body)
     except NotificationRejected as exc:
         log.warning("%s notification rejected: %s", provider_name, exc.reason)
-        _store_notification(
-            db,
-            provider=provider_name,
-            headers=kept,
-            body=text,
-            verified=False,
-            result="rejected",
-            detail=exc.reason[:500],
-            processed_at=utcnow(),
-        )
+        # Anyone can send these: kept within bounds (a sample; repeats only counted; capped).
+        store_rejected(db, provider=provider_name, headers=kept, body=text, reason=exc.reason)
         return provider.answer(False, exc.reason)
     try:
         applied = record_and_apply(db, event, headers=kept, body=text)

@@ -10,6 +10,9 @@ Revises: 0011
 * ``user_sessions``: every page cookie and bearer token points at a row; signing out, a password
   change or reset and "sign out everywhere" delete rows, which revokes at once.
 * ``staff_invitations``: staff and owners are invited and become members only when they accept.
+* ``payment_notifications``: the verified event (``event``) so the worker can replay one a crash
+  left in ``received``; ``fingerprint`` and ``repeat_count`` so a rejected body sent again is
+  counted instead of stored again.
 """
 
 from collections.abc import Sequence
@@ -96,8 +99,24 @@ def upgrade() -> None:
             "ix_staff_invitations_user_status", ["user_id", "status"], unique=False
         )
 
+    with op.batch_alter_table("payment_notifications", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("event", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("fingerprint", sa.String(length=64), nullable=True))
+        batch_op.add_column(
+            sa.Column("repeat_count", sa.Integer(), server_default="1", nullable=False)
+        )
+        batch_op.create_index(
+            batch_op.f("ix_payment_notifications_fingerprint"), ["fingerprint"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("payment_notifications", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_payment_notifications_fingerprint"))
+        batch_op.drop_column("repeat_count")
+        batch_op.drop_column("fingerprint")
+        batch_op.drop_column("event")
+
     with op.batch_alter_table("staff_invitations", schema=None) as batch_op:
         batch_op.drop_index("ix_staff_invitations_user_status")
         batch_op.drop_index(batch_op.f("ix_staff_invitations_merchant_id"))
