@@ -6,15 +6,14 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from o2o.accounts.service import get_user
+from o2o.accounts.service import live_session_user
 from o2o.config import Settings
 from o2o.db import Database
 from o2o.errors import Unauthorized
 from o2o.merchants.access import Actor, load_actor
-from o2o.security import TokenClaims, bearer_claims, revoked, session_is_live
+from o2o.security import TokenClaims, bearer_claims, revoked
 
 
 # Cheap dependencies are ``async def`` so FastAPI runs them on the event loop: a plain ``def``
@@ -50,12 +49,13 @@ ClaimsDep = Annotated[TokenClaims | None, Depends(bearer_claims)]
 
 
 def _actor(db: Database, claims: TokenClaims) -> Actor:
-    """The caller, if the token's session is live: one read transaction (the session check
-    rides along with loading the user)."""
+    """The caller, if the token's session is live: the session check rides along with loading
+    the user (one query), then the memberships."""
     with db.transaction(readonly=True) as session:
-        if not session.scalar(select(session_is_live(claims.user_id, claims.session_id))):
+        live = live_session_user(session, claims.user_id, claims.session_id)
+        if live is None:
             raise revoked()
-        return load_actor(session, get_user(session, claims.user_id))
+        return load_actor(session, live[0])
 
 
 def current_actor(db: DbDep, claims: ClaimsDep) -> Actor:

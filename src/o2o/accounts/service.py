@@ -14,19 +14,11 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from o2o.accounts.models import User, UserSession
-from o2o.errors import Conflict, NotFound, Unauthorized
+from o2o.errors import Conflict, NotFound
 from o2o.security import hash_password
 from o2o.timeutil import utcnow
 
 PAGE, API = "page", "api"
-
-
-def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        # A token for a user that no longer exists is as good as no token.
-        raise Unauthorized("登录凭证无效", code="invalid_token")
-    return user
 
 
 def find_by_phone(session: Session, phone: str) -> User | None:
