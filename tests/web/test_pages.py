@@ -484,6 +484,23 @@ def test_staff_pages_follow_the_service_rules(pages: PageClient, world: World) -
     r = consumer.form_post(f"/me/invitations/{invitation_id}/accept")
     assert r.status_code == 303 and r.headers["location"] == f"/console/m/{world.a.id}"
     assert count(world, Membership, Membership.user_id == world.consumer_id) == 1
+    # An invitation can be withdrawn before it is answered; then it cannot be accepted.
+    other_phone = world.phones["other_consumer"]
+    manager = pages.sign_in(world.a.manager_id)  # one client: sign_in switches who it is
+    r = manager.form_post(
+        url, {"phone": other_phone, "role": "clerk", "store_ids": [str(world.a.store_ids[0])]}
+    )
+    assert r.status_code == 303
+    staff_page = manager.get(f"/console/m/{world.a.id}/staff").text
+    [revoke] = re.findall(r'action="(/console/m/\d+/invitations/\d+/revoke)"', staff_page)
+    assert manager.form_post(revoke).status_code == 303
+    assert "待接受的邀请" not in manager.get(f"/console/m/{world.a.id}/staff").text
+    other = pages.sign_in(world.other_consumer_id)
+    assert "商户邀请" not in other.get("/me").text
+    invitation_id = revoke.split("/")[-2]
+    r = other.form_post(f"/me/invitations/{invitation_id}/accept")
+    assert r.status_code == 303 and r.headers["location"] == "/me"
+    assert count(world, Membership, Membership.user_id == world.other_consumer_id) == 0
     owner = pages.sign_in(world.a.owner_id)
     r = owner.form_post(f"/console/m/{world.a.id}/staff/{world.a.owner_id}/remove")
     assert r.status_code == 303
