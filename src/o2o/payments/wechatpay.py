@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from o2o.payments.wechatpay_bill import TradeBill, parse_trade_bill, yuan_to_fen
+from o2o.payments.wechatpay_certs import (
+    CERTIFICATES_PATH,
+    PlatformCertificate,
+    PlatformKeys,
+    decrypt_certificates,
+)
 from o2o.payments.wechatpay_crypto import (
     AEAD_ALGORITHM,
     SIGNATURE_SCHEME,
@@ -45,7 +52,10 @@ from o2o.payments.wechatpay_crypto import (
 )
 from o2o.timeutil import CHINA_TZ
 
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "DEFAULT_BACKUP_BASE_URL",
     "DEFAULT_BASE_URL",
     "BillDownloadTicket",
     "CombineSubOrder",
@@ -68,6 +78,10 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
+# The backup domain WeChat Pay documents for when the primary cannot be reached (跨城容灾).
+DEFAULT_BACKUP_BASE_URL = "https://api2.mch.weixin.qq.com"
+# After the primary failed to answer, go to the backup first for this long.
+PRIMARY_DOWN_SECONDS = 60.0
 USER_AGENT = "o2o-wechatpay/1.0 (+httpx)"
 # Hosts a bill download_url may point at; the Authorization header is only sent there.
 WECHATPAY_HOSTS = frozenset({"api.mch.weixin.qq.com", "api2.mch.weixin.qq.com"})
@@ -137,22 +151,35 @@ class WeChatPayConfig:
     appid: str
     private_key: str  # merchant API private key PEM (apiclient_key.pem)
     merchant_serial_no: str  # serial of the merchant API certificate
-    apiv3_key: str  # 32-byte APIv3 key: decrypts notifications and bill hashes
-    platform_public_key: str  # WeChat Pay public key PEM (pub_key.pem) or platform cert PEM
+    apiv3_key: str  # 32-byte APIv3 key: decrypts notifications, certificates
+    # WeChat Pay public key PEM (pub_key.pem) or a platform cert PEM; may be empty when the
+    # certificates are downloaded (``download_certificates``).
+    platform_public_key: str
     platform_serial: str = ""  # "PUB_KEY_ID_..." or cert serial; derived from a cert if empty
     notify_url: str = ""
     refund_notify_url: str = ""  # falls back to notify_url
     base_url: str = DEFAULT_BASE_URL
+    # Tried when ``base_url`` cannot be reached (connection error, timeout); "" = none. With the
+    # default ``base_url`` it defaults to WeChat Pay's documented backup domain.
+    backup_base_url: str | None = None
     timeout: float = 10.0
     partner: bool = False
     # During a key rotation WeChat Pay may sign with either key: serial → PEM.
     extra_platform_keys: Mapping[str, str] = field(default_factory=dict)
+    # Certificate mode: download (and keep rotating) the platform certificates.
+    download_certificates: bool = False
     max_clock_skew_seconds: int = 300
 
     def __post_init__(self) -> None:
         if len(self.apiv3_key.encode("utf-8")) != 32:
             raise ValueError("WeChat Pay APIv3 key must be exactly 32 bytes")
+        if not self.platform_public_key.strip() and not self.download_certificates:
+            raise ValueError("a platform public key (or certificate download) is required")
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        backup = self.backup_base_url
+        if backup is None:
+            backup = DEFAULT_BACKUP_BASE_URL if self.base_url == DEFAULT_BASE_URL else ""
+        object.__setattr__(self, "backup_base_url", backup.rstrip("/"))
 
     @property
     def sp_mchid(self) -> str:
@@ -259,19 +286,25 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-class _PlatformKeys:
-    def __init__(self, config: WeChatPayConfig) -> None:
+def _platform_keys(
+    config: WeChatPayConfig,
+    *,
+    fetch: Callable[[], list[PlatformCertificate]] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> PlatformKeys:
+    """The configured platform keys (public key and/or certificates), plus the downloaded
+    certificates when ``fetch`` is given (certificate mode)."""
+    static: dict[str, rsa.RSAPublicKey] = {}
+    primary: str | None = None
+    if config.platform_public_key.strip():
         key, cert_serial = load_public_key(config.platform_public_key)
-        serial = config.platform_serial or cert_serial
-        if not serial:
+        primary = config.platform_serial or cert_serial
+        if not primary:
             raise ValueError("platform_serial (the PUB_KEY_ID_...) is required with a bare key")
-        self.primary_serial = serial
-        self.keys: dict[str, rsa.RSAPublicKey] = {serial.upper(): key}
-        for extra_serial, pem in config.extra_platform_keys.items():
-            self.keys[extra_serial.upper()] = load_public_key(pem)[0]
-
-    def get(self, serial: str) -> rsa.RSAPublicKey | None:
-        return self.keys.get(serial.strip().upper())
+        static[primary] = key
+    for extra_serial, pem in config.extra_platform_keys.items():
+        static[extra_serial] = load_public_key(pem)[0]
+    return PlatformKeys(static, primary_serial=primary, fetch=fetch, clock=clock)
 
 
 def verify_wechatpay_signature(
@@ -280,10 +313,10 @@ def verify_wechatpay_signature(
     body: bytes,
     *,
     now: float | None = None,
-    _keys: _PlatformKeys | None = None,
+    _keys: PlatformKeys | None = None,
 ) -> None:
     """Check ``Wechatpay-*`` headers over ``TIMESTAMP\\nNONCE\\nBODY\\n``; raise if wrong."""
-    keys = _keys or _PlatformKeys(config)
+    keys = _keys or _platform_keys(config)
     h = _lower_headers(headers)
     serial = h.get("wechatpay-serial", "")
     signature = h.get("wechatpay-signature", "")
@@ -343,7 +376,7 @@ def parse_notification(
     body: bytes | str,
     *,
     now: float | None = None,
-    _keys: _PlatformKeys | None = None,
+    _keys: PlatformKeys | None = None,
 ) -> dict[str, Any]:
     """Verify and decrypt a WeChat Pay notification.
 
@@ -382,11 +415,15 @@ class WeChatPayClient:
     ) -> None:
         self.config = config
         self._private_key = load_private_key(config.private_key)
-        self._platform = _PlatformKeys(config)
-        self._platform_key = self._platform.keys[self._platform.primary_serial.upper()]
         self._clock = clock
+        self._platform = _platform_keys(
+            config,
+            fetch=self.download_certificates if config.download_certificates else None,
+            clock=clock,
+        )
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=config.timeout)
+        self._primary_down_until = 0.0
 
     def close(self) -> None:
         if self._owns_http:
@@ -405,6 +442,17 @@ class WeChatPayClient:
 
     # ------------------------------------------------------------------ transport
 
+    def _targets(self, url: str) -> list[str]:
+        """``url``, and the same on the backup domain when ``url`` is on the primary one —
+        backup first while the primary was recently unreachable."""
+        primary, backup = self.config.base_url, self.config.backup_base_url or ""
+        if not backup or not url.startswith(primary + "/"):
+            return [url]
+        other = backup + url[len(primary) :]
+        if time.monotonic() < self._primary_down_until:
+            return [other, url]
+        return [url, other]
+
     def _send(
         self,
         method: str,
@@ -412,37 +460,56 @@ class WeChatPayClient:
         *,
         body: Mapping[str, Any] | None = None,
         verify: bool = True,
+        wechatpay_serial: str | None = None,
     ) -> httpx.Response:
+        """Sign, send, check the answer. No answer at all (connection refused, DNS, timeout)
+        from the primary domain: the same request goes to the backup domain (WeChat Pay
+        dedupes writes on our numbers); an answer, even a 5xx, is never sent elsewhere."""
         content = (
             json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             if body is not None
             else b""
         )
-        headers = {
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-            # Tells WeChat Pay which of its keys we encrypted sensitive fields with.
-            "Wechatpay-Serial": self._platform.primary_serial,
-        }
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if wechatpay_serial:
+            # Which of WeChat Pay's keys the sensitive fields of this request are encrypted with.
+            headers["Wechatpay-Serial"] = wechatpay_serial
         if body is not None:
             headers["Content-Type"] = "application/json"
-        request = self._http.build_request(method, url, content=content or None, headers=headers)
-        # Sign exactly the path+query httpx will put on the wire.
-        url_path = request.url.raw_path.decode("ascii")
-        request.headers["Authorization"] = build_authorization(
-            mchid=self.config.mchid,
-            serial_no=self.config.merchant_serial_no,
-            private_key=self._private_key,
-            method=method,
-            url_path=url_path,
-            body=content,
-            timestamp=int(self._clock()),
-            nonce=new_nonce(),
-        )
-        try:
-            response = self._http.send(request)
-        except httpx.TransportError as exc:
-            raise WeChatPayNetworkError(f"{method} {url_path}: {exc!r}") from exc
+        targets = self._targets(url)
+        for attempt, target in enumerate(targets):
+            request = self._http.build_request(
+                method, target, content=content or None, headers=headers
+            )
+            # Sign exactly the path+query httpx will put on the wire.
+            url_path = request.url.raw_path.decode("ascii")
+            request.headers["Authorization"] = build_authorization(
+                mchid=self.config.mchid,
+                serial_no=self.config.merchant_serial_no,
+                private_key=self._private_key,
+                method=method,
+                url_path=url_path,
+                body=content,
+                timestamp=int(self._clock()),
+                nonce=new_nonce(),
+            )
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError as exc:
+                if target == url and len(targets) > 1:
+                    self._primary_down_until = time.monotonic() + PRIMARY_DOWN_SECONDS
+                if attempt + 1 < len(targets):
+                    log.warning(
+                        "WeChat Pay %s unreachable (%r); trying %s",
+                        target,
+                        exc,
+                        targets[attempt + 1],
+                    )
+                    continue
+                raise WeChatPayNetworkError(f"{method} {url_path}: {exc!r}") from exc
+            if target == url:
+                self._primary_down_until = 0.0
+            break
         if response.status_code >= 300:
             raise self._error(response)
         if verify:
@@ -478,11 +545,12 @@ class WeChatPayClient:
         *,
         query: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
+        wechatpay_serial: str | None = None,
     ) -> dict[str, Any]:
         url = self.config.base_url + path
         if query:
             url += "?" + urlencode(query)
-        response = self._send(method, url, body=body)
+        response = self._send(method, url, body=body, wechatpay_serial=wechatpay_serial)
         if not response.content:
             return {}
         data = response.json()
@@ -828,6 +896,46 @@ class WeChatPayClient:
             "GET", f"/v3/refund/domestic/refunds/{no}", query={"sub_mchid": sub} if sub else None
         )
 
+    def apply_abnormal_refund(
+        self,
+        *,
+        refund_id: str,
+        out_refund_no: str,
+        type: Literal["USER_BANK_CARD", "MERCHANT_BANK_CARD"],
+        bank_type: str | None = None,
+        bank_account: str | None = None,
+        real_name: str | None = None,
+        sub_mchid: str | None = None,
+    ) -> dict[str, Any]:
+        """发起异常退款: a refund WeChat Pay reported ``ABNORMAL`` (the original account cannot
+        take it) goes to the payer's bank card (``USER_BANK_CARD``: bank type, card number and
+        name required, the last two encrypted) or back to the merchant's bank account
+        (``MERCHANT_BANK_CARD``). Answers with the refund (``status`` PROCESSING)."""
+        if type not in ("USER_BANK_CARD", "MERCHANT_BANK_CARD"):
+            raise ValueError("type must be USER_BANK_CARD or MERCHANT_BANK_CARD")
+        body: dict[str, Any] = {}
+        sub = self._sub(sub_mchid)
+        if sub:
+            body["sub_mchid"] = sub
+        body.update(out_refund_no=_check_no("out_refund_no", out_refund_no), type=type)
+        serial = None
+        if type == "USER_BANK_CARD":
+            if not (bank_type and bank_account and real_name):
+                raise ValueError("USER_BANK_CARD needs bank_type, bank_account and real_name")
+            serial, key = self._platform.encryption_key()
+            body.update(
+                bank_type=bank_type,
+                bank_account=rsa_oaep_encrypt(key, bank_account),
+                real_name=rsa_oaep_encrypt(key, real_name),
+            )
+        rid = quote(_check_no("refund_id", refund_id), safe="")
+        return self._call(
+            "POST",
+            f"/v3/refund/domestic/refunds/{rid}/apply-abnormal-refund",
+            body=body,
+            wechatpay_serial=serial,
+        )
+
     # ------------------------------------------------------------------ profit sharing
 
     def add_profit_sharing_receiver(
@@ -847,11 +955,18 @@ class WeChatPayClient:
         if sub:
             body["sub_mchid"] = sub
         body.update(type=type, account=account, relation_type=relation_type)
+        serial = None
+        if type == "MERCHANT_ID" and not name:
+            # The official model: for MERCHANT_ID the merchant's full name is required.
+            raise ValueError("a MERCHANT_ID receiver needs the merchant's full name (商户全称)")
         if name:
-            body["name"] = self.encrypt_sensitive(name)
+            serial, key = self._platform.encryption_key()
+            body["name"] = rsa_oaep_encrypt(key, name)
         if custom_relation:
             body["custom_relation"] = custom_relation
-        return self._call("POST", "/v3/profitsharing/receivers/add", body=body)
+        return self._call(
+            "POST", "/v3/profitsharing/receivers/add", body=body, wechatpay_serial=serial
+        )
 
     def profit_sharing(
         self,
@@ -875,6 +990,7 @@ class WeChatPayClient:
         if sub:
             body["sub_mchid"] = sub
         items = []
+        serial = None
         for r in receivers:
             item: dict[str, Any] = {
                 "type": r.type,
@@ -883,7 +999,8 @@ class WeChatPayClient:
                 "description": r.description,
             }
             if r.name:
-                item["name"] = self.encrypt_sensitive(r.name)
+                serial, key = self._platform.encryption_key()
+                item["name"] = rsa_oaep_encrypt(key, r.name)
             items.append(item)
         body.update(
             transaction_id=_check_no("transaction_id", transaction_id),
@@ -891,7 +1008,7 @@ class WeChatPayClient:
             receivers=items,
             unfreeze_unsplit=unfreeze_unsplit,
         )
-        return self._call("POST", "/v3/profitsharing/orders", body=body)
+        return self._call("POST", "/v3/profitsharing/orders", body=body, wechatpay_serial=serial)
 
     def query_profit_sharing(
         self, out_order_no: str, *, transaction_id: str, sub_mchid: str | None = None
@@ -924,8 +1041,39 @@ class WeChatPayClient:
         return self._call("POST", "/v3/profitsharing/orders/unfreeze", body=body)
 
     def encrypt_sensitive(self, plaintext: str) -> str:
-        """Encrypt a sensitive field for WeChat Pay with its platform public key."""
-        return rsa_oaep_encrypt(self._platform_key, plaintext)
+        """Encrypt a sensitive field for WeChat Pay with its public key / newest platform
+        certificate (``platform_serial_for_encryption`` names it)."""
+        return rsa_oaep_encrypt(self._platform.encryption_key()[1], plaintext)
+
+    @property
+    def platform_serial_for_encryption(self) -> str:
+        return self._platform.encryption_key()[0]
+
+    # ------------------------------------------------------------------ platform certificates
+
+    def download_certificates(self) -> list[PlatformCertificate]:
+        """``GET /v3/certificates``: the platform certificates, decrypted with the APIv3 key.
+        The answer's signature must verify with a key we trust or one of the certificates
+        it carries (bootstrap). Certificate mode calls this itself (``PlatformKeys``)."""
+        url = self.config.base_url + CERTIFICATES_PATH
+        response = self._send("GET", url, verify=False)
+        now = datetime.fromtimestamp(self._clock(), CHINA_TZ)
+        try:
+            payload = response.json()
+            certificates = decrypt_certificates(
+                self.config.apiv3_key.encode("utf-8"), payload, now=now
+            )
+        except ValueError as exc:
+            raise WeChatPayVerificationError("decrypt", f"platform certificates: {exc}") from None
+        trusted = PlatformKeys(
+            {**self._platform.known(), **{c.serial_no: c.public_key for c in certificates}},
+            primary_serial=None,
+            clock=self._clock,
+        )
+        verify_wechatpay_signature(
+            self.config, response.headers, response.content, now=self._clock(), _keys=trusted
+        )
+        return certificates
 
     # ------------------------------------------------------------------ bills
 
@@ -959,7 +1107,11 @@ class WeChatPayClient:
         the signed apply response is what proves the content.
         """
         parts = urlsplit(ticket.download_url)
-        allowed = {urlsplit(self.config.base_url).netloc, *WECHATPAY_HOSTS}
+        allowed = {
+            urlsplit(self.config.base_url).netloc,
+            urlsplit(self.config.backup_base_url or "").netloc,
+            *WECHATPAY_HOSTS,
+        } - {""}
         if parts.netloc not in allowed:
             raise WeChatPayVerificationError(
                 "malformed", f"download_url host {parts.netloc!r} is not WeChat Pay"

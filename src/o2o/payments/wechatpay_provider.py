@@ -31,9 +31,18 @@ required ones are set (``WeChatPaySettings.enabled``; ``problems()`` says what i
     (``PUB_KEY_ID_…``): verifies responses and notifications. Required unless
     ``O2O_WECHATPAY_PLATFORM_CERTIFICATE`` is set.
 ``O2O_WECHATPAY_PLATFORM_CERTIFICATE``
-    A WeChat Pay platform certificate (平台证书, PEM text or path), for merchants still on
-    certificates. When both a public key and a certificate are set, notifications signed with
-    either are accepted (the migration from certificates to the public key).
+    For merchants still on platform certificates (平台证书): a certificate (PEM text or path),
+    or the word ``download``. Without a public key this is **certificate mode**: the
+    certificates are downloaded from ``GET /v3/certificates`` (decrypted with the APIv3 key),
+    cached, refreshed every 12 hours and whenever WeChat Pay signs with a serial we do not know
+    (a rotation; several are kept meanwhile); a configured certificate is used until then.
+    When both a public key and a certificate are set, notifications signed with either are
+    accepted (the migration from certificates to the public key, which is the recommended
+    default).
+``O2O_WECHATPAY_MERCHANT_NAME``
+    The platform merchant's full registered name (商户全称). Partner-mode profit sharing adds
+    the platform as a ``MERCHANT_ID`` receiver, which WeChat Pay accepts only with this name
+    (sent encrypted).
 ``O2O_WECHATPAY_NOTIFY_URL``
     Where WeChat Pay posts payment notifications. Default:
     ``O2O_PUBLIC_BASE_URL`` + ``/api/v1/payments/notify/wechatpay`` (must be public HTTPS in
@@ -42,6 +51,10 @@ required ones are set (``WeChatPaySettings.enabled``; ``problems()`` says what i
     Where refund notifications go; defaults to the notify URL (one endpoint handles both).
 ``O2O_WECHATPAY_BASE_URL``
     The API gateway, default ``https://api.mch.weixin.qq.com`` (tests point it at a local fake).
+``O2O_WECHATPAY_BACKUP_BASE_URL``
+    Where a request goes when the gateway cannot be reached at all (connection error or
+    timeout — never after an answer, even a 5xx): default ``https://api2.mch.weixin.qq.com``
+    with the default gateway, none otherwise; empty turns failover off.
 ``O2O_WECHATPAY_TIMEOUT``
     Seconds to wait for WeChat Pay (default 10); a timeout is ``ProviderUnavailable``.
 
@@ -73,13 +86,17 @@ from o2o.payments.providers import (
     EVENT_FAILED,
     EVENT_PENDING,
     EVENT_SUCCEEDED,
+    REFUND_ABNORMAL,
     REFUND_FAILED,
     REFUND_PROCESSING,
     REFUND_SUCCEEDED,
+    SHARING_RETURNED,
+    SHARING_SUCCEEDED,
     NotificationAnswer,
     NotificationRejected,
     PaymentEvent,
     PaymentRequest,
+    ProfitSharingEvent,
     ProviderRefused,
     ProviderUnavailable,
     RefundEvent,
@@ -132,19 +149,28 @@ TRADE_STATES: dict[str, str] = {
     "PAYERROR": EVENT_FAILED,
 }
 PAID_STATES = frozenset({"SUCCESS", "REFUND"})
-# Refund status → ours. ABNORMAL (the payer's account cannot take the money back) and CLOSED are
-# not "the money arrived": both are failed, for the operator to handle.
+# Refund status → ours. CLOSED: the refund did not happen (failed, the amount is free again).
+# ABNORMAL: the money has left the merchant account but the payer's account (a cancelled or
+# frozen card) could not take it — not a failure: it stays reserved and the operator has it
+# sent to a bank card (异常退款, ``apply_abnormal_refund``).
 REFUND_STATES: dict[str, str] = {
     "PROCESSING": REFUND_PROCESSING,
     "SUCCESS": REFUND_SUCCEEDED,
-    "ABNORMAL": REFUND_FAILED,
+    "ABNORMAL": REFUND_ABNORMAL,
     "CLOSED": REFUND_FAILED,
 }
 # Why a refund did not arrive, for the operator (the core shows ``raw["reason"]``).
 REFUND_FAILURE_REASONS = {
-    "ABNORMAL": "退款异常：用户账户不可用，需在商户平台人工处理",
+    "ABNORMAL": "退款异常：原路退回失败（用户银行卡作废或冻结），款项已从商户账户扣出，需发起异常退款",
     "CLOSED": "退款关闭",
 }
+# 分账动账 notification types → our sharing event status.
+SHARING_EVENTS = {
+    "PROFITSHARING.SUCCESS": SHARING_SUCCEEDED,
+    "PROFITSHARING.RETURN": SHARING_RETURNED,
+}
+ABNORMAL_REFUND_TYPES = ("USER_BANK_CARD", "MERCHANT_BANK_CARD")
+DOWNLOAD = "download"
 NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "RESOURCE_NOT_EXISTS", "ORDERNOTEXIST"})
 # "The balance cannot cover this refund yet": the refund succeeds once the account is topped up.
 REFUND_RETRY_CODES = frozenset({"NOT_ENOUGH"})
@@ -194,9 +220,11 @@ class WeChatPaySettings(BaseSettings):
     public_key: str = ""
     public_key_id: str = ""
     platform_certificate: str = ""
+    merchant_name: str = ""
     notify_url: str = ""
     refund_notify_url: str = ""
     base_url: str = DEFAULT_BASE_URL
+    backup_base_url: str | None = None
     timeout: float = Field(default=10.0, gt=0, le=60)
 
     @classmethod
@@ -212,6 +240,14 @@ class WeChatPaySettings(BaseSettings):
     @property
     def partner(self) -> bool:
         return self.mode == "partner"
+
+    @property
+    def download_certificates(self) -> bool:
+        """Certificate mode: no public key, so the platform certificates are downloaded."""
+        return not self.public_key.strip() and bool(self.platform_certificate.strip())
+
+    def _certificate_is_download(self) -> bool:
+        return self.platform_certificate.strip().lower() == DOWNLOAD
 
     def problems(self) -> list[str]:
         """What keeps this configuration from working (empty when fully configured)."""
@@ -231,9 +267,11 @@ class WeChatPaySettings(BaseSettings):
             found.append("O2O_WECHATPAY_PUBLIC_KEY_ID (PUB_KEY_ID_...) is not set")
         if has_key and not _looks_usable(self.public_key):
             found.append("O2O_WECHATPAY_PUBLIC_KEY is neither PEM text nor an existing file")
-        if self.platform_certificate.strip() and not _looks_usable(self.platform_certificate):
+        certificate = self.platform_certificate.strip()
+        if certificate and not self._certificate_is_download() and not _looks_usable(certificate):
             found.append(
-                "O2O_WECHATPAY_PLATFORM_CERTIFICATE is neither PEM text nor an existing file"
+                "O2O_WECHATPAY_PLATFORM_CERTIFICATE is neither PEM text, an existing file "
+                "nor 'download'"
             )
         if not has_key and not self.platform_certificate.strip():
             found.append(
@@ -255,18 +293,21 @@ class WeChatPaySettings(BaseSettings):
         if problems:
             raise ValueError("WeChat Pay is not configured: " + "; ".join(problems))
         extra: dict[str, str] = {}
+        configured_cert = ""
+        if self.platform_certificate.strip() and not self._certificate_is_download():
+            configured_cert = _pem_or_file(
+                self.platform_certificate, "O2O_WECHATPAY_PLATFORM_CERTIFICATE"
+            )
         if self.public_key.strip():
             platform_key = _pem_or_file(self.public_key, "O2O_WECHATPAY_PUBLIC_KEY")
             platform_serial = self.public_key_id.strip()
-            if self.platform_certificate.strip():
-                cert = _pem_or_file(self.platform_certificate, "O2O_WECHATPAY_PLATFORM_CERTIFICATE")
-                cert_serial = load_public_key(cert)[1]
+            if configured_cert:
+                cert_serial = load_public_key(configured_cert)[1]
                 if cert_serial:
-                    extra[cert_serial] = cert
+                    extra[cert_serial] = configured_cert
         else:
-            platform_key = _pem_or_file(
-                self.platform_certificate, "O2O_WECHATPAY_PLATFORM_CERTIFICATE"
-            )
+            # Certificate mode: a configured certificate (if any) until the download.
+            platform_key = configured_cert
             platform_serial = ""  # taken from the certificate
         return WeChatPayConfig(
             mchid=self.mchid.strip(),
@@ -281,9 +322,11 @@ class WeChatPaySettings(BaseSettings):
             notify_url=self.notify_url.strip(),
             refund_notify_url=self.refund_notify_url.strip(),
             base_url=self.base_url,
+            backup_base_url=self.backup_base_url,
             timeout=self.timeout,
             partner=self.partner,
             extra_platform_keys=extra,
+            download_certificates=self.download_certificates,
         )
 
 
@@ -641,6 +684,35 @@ class WeChatPayProvider:
             raise
         return self._refund_event(data, status_key="status")
 
+    def apply_abnormal_refund(
+        self,
+        refund: RefundRequest,
+        *,
+        provider_refund_id: str,
+        kind: str,
+        bank_type: str | None = None,
+        bank_account: str | None = None,
+        real_name: str | None = None,
+    ) -> RefundEvent:
+        """异常退款: send an ``ABNORMAL`` refund to the payer's bank card (``USER_BANK_CARD``)
+        or back to the merchant's bank account (``MERCHANT_BANK_CARD``). The answer is the
+        refund, usually ``processing`` again; its end comes as for any refund."""
+        if kind not in ABNORMAL_REFUND_TYPES:
+            raise ValueError(f"unknown abnormal refund type {kind!r}")
+        if not provider_refund_id:
+            raise ValueError(f"refund {refund.refund_no} has no WeChat Pay refund id")
+        with _translated():
+            data = self.client.apply_abnormal_refund(
+                refund_id=provider_refund_id,
+                out_refund_no=refund.refund_no,
+                type=kind,  # type: ignore[arg-type]
+                bank_type=bank_type,
+                bank_account=bank_account,
+                real_name=real_name,
+                sub_mchid=self._refund_sub_mchid(refund),
+            )
+        return self._refund_event(data, status_key="status")
+
     def _refund_event(self, data: Mapping[str, Any], *, status_key: str) -> RefundEvent:
         amount = data.get("amount") or {}
         state = str(data.get(status_key) or "")
@@ -653,6 +725,7 @@ class WeChatPayProvider:
             status=refund_status(state),
             amount_fen=_int(amount.get("refund")),
             provider_refund_id=str(data.get("refund_id") or ""),
+            accepted_at=_parse_time(data.get("create_time")),
             raw=raw,
         )
 
@@ -660,7 +733,7 @@ class WeChatPayProvider:
 
     def parse_notification(
         self, headers: Mapping[str, str], body: bytes
-    ) -> PaymentEvent | RefundEvent:
+    ) -> PaymentEvent | RefundEvent | ProfitSharingEvent:
         """Verify (platform key signature, serial, 5-minute timestamp), decrypt (APIv3 key) and
         decode a notification; NotificationRejected(reason) when it is not genuine or not ours."""
         try:
@@ -683,7 +756,29 @@ class WeChatPayProvider:
             if not event_r.refund_no:
                 raise NotificationRejected("malformed: no out_refund_no in the refund")
             return dataclasses.replace(event_r, raw=_audit(parsed, event_r.raw))
+        if event_type in SHARING_EVENTS:
+            return self._sharing_event(event_type, resource, parsed)
         raise NotificationRejected(f"unsupported: event_type {event_type!r}")
+
+    def _sharing_event(
+        self, event_type: str, resource: Mapping[str, Any], parsed: dict[str, Any]
+    ) -> ProfitSharingEvent:
+        """分账动账: a receiver's share of a profit-sharing order moved (or came back)."""
+        receiver = resource.get("receiver")
+        out_order_no = str(resource.get("out_order_no") or "")
+        if not out_order_no or not isinstance(receiver, Mapping):
+            raise NotificationRejected("malformed: no out_order_no / receiver in the sharing")
+        return ProfitSharingEvent(
+            provider=self.name,
+            out_order_no=out_order_no,
+            status=SHARING_EVENTS[event_type],
+            receiver_type=str(receiver.get("type") or ""),
+            receiver_account=str(receiver.get("account") or ""),
+            amount_fen=_int(receiver.get("amount")),
+            transaction_id=str(resource.get("transaction_id") or ""),
+            provider_order_id=str(resource.get("order_id") or ""),
+            raw=parsed,
+        )
 
     def _check_owner(self, resource: Mapping[str, Any]) -> None:
         """A genuine notification for another merchant id must not move our payments."""
