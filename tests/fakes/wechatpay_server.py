@@ -365,6 +365,9 @@ class FakeWeChatPay:
         else:
             self.platform_serial = "PUB_KEY_ID_0119000001092025010100000000" + _digits(4)
         self.platform_public_key_pem = public_key_pem(self.platform_private_key)
+        # A day's bill is published this long after the day began: 10:00 the next day. Tests
+        # that cannot move the fake's clock (it checks request timestamps) shorten it.
+        self.bill_publish_delay = timedelta(hours=34)
         # Where WeChat Pay posts 分账动账 notifications to the platform as a receiver
         # (configured in the merchant platform, not per request).
         self.profit_sharing_notify_url = DEFAULT_NOTIFY_URL
@@ -1839,7 +1842,7 @@ class FakeWeChatPay:
             raise _Reject(400, "PARAM_ERROR", "fake 只提供 bill_type=ALL")
         # A day's bill is generated after 10:00 (Beijing) the next day; until then — or while a
         # test holds the bills back — WeChat Pay answers "being generated".
-        published = datetime.combine(bill_date + timedelta(days=1), dt_time(10), CHINA_TZ)
+        published = datetime.combine(bill_date, dt_time(0), CHINA_TZ) + self.bill_publish_delay
         if self.bills_held or self._now() < published:
             raise _Reject(400, "STATEMENT_CREATING", "账单生成中，请稍后再试")
         text = self.trade_bill_text(merchant.mchid, bill_date, query.get("sub_mchid"))
