@@ -149,6 +149,7 @@ class PlatformKeys:
         self._downloaded: dict[str, PlatformCertificate] = {}
         self._fetched_at: float | None = None
         self._tried_at: float | None = None
+        self._unknown_at: float | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -183,7 +184,7 @@ class PlatformKeys:
         wanted = serial.strip().upper()
         self._refresh_if_due(quiet=True)
         key = self.known().get(wanted)
-        if key is None and self._fetch is not None and self._may_retry():
+        if key is None and self._fetch is not None and self._may_look_up_unknown():
             try:
                 self.refresh()
             except Exception as exc:  # unverifiable then: the caller rejects, WeChat retries
@@ -243,3 +244,13 @@ class PlatformKeys:
         with self._lock:
             tried = self._tried_at
         return tried is None or self._clock() - tried >= UNKNOWN_SERIAL_GAP
+
+    def _may_look_up_unknown(self) -> bool:
+        """An unknown serial may trigger a download once a minute (a rotation needs one; a
+        flood of forged serials gets no more)."""
+        now = self._clock()
+        with self._lock:
+            if self._unknown_at is not None and now - self._unknown_at < UNKNOWN_SERIAL_GAP:
+                return False
+            self._unknown_at = now
+            return True
