@@ -1840,6 +1840,8 @@ class FakeWeChatPay:
             raise _Reject(400, "PARAM_ERROR", "bill_date 格式应为 yyyy-MM-DD") from None
         if query.get("bill_type", "ALL") != "ALL":
             raise _Reject(400, "PARAM_ERROR", "fake 只提供 bill_type=ALL")
+        if bill_date < self._now().date() - timedelta(days=90):
+            raise _Reject(400, "PARAM_ERROR", "仅支持三个月内的账单下载申请")
         # A day's bill is generated after 10:00 (Beijing) the next day; until then — or while a
         # test holds the bills back — WeChat Pay answers "being generated".
         published = datetime.combine(bill_date, dt_time(0), CHINA_TZ) + self.bill_publish_delay
