@@ -1,7 +1,7 @@
 """hold under attack: atomic throttle counters, server-side sessions, staff invitations
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 
 * ``rate_counters`` replaces ``rate_events``: one row per throttle key, counted with one atomic
   upsert before an attempt is evaluated (the old rows were counted, then written after the
@@ -23,7 +23,7 @@ from alembic import op
 import o2o.db
 
 revision: str = "0013"
-down_revision: str | None = "0011"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
