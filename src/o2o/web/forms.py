@@ -193,7 +193,10 @@ class Form(Generic[M]):
                 # Integer fields of the API's schemas are strict (a JSON number, never text);
                 # a form's "3" is the person's number, so it becomes 3 here (ASCII digits only:
                 # anything else stays text and gets "请输入整数").
-                data[name] = int(raw) if inner is int and _INTEGER.fullmatch(raw.strip()) else raw
+                plain_int = inner is int and not any(
+                    isinstance(m, BeforeValidator) for m in info.metadata
+                )  # (a yuan field converts its own text)
+                data[name] = int(raw) if plain_int and _INTEGER.fullmatch(raw.strip()) else raw
         result = cls(model, values=values)
         try:
             result.data = model.model_validate(data)
