@@ -15,7 +15,7 @@ from o2o.channels.middleware import install as install_visit_recording
 from o2o.config import Settings, get_settings
 from o2o.db import Database
 from o2o.errors import install_error_handlers, problem_response
-from o2o.registry import domain_modules
+from o2o.registry import domain_modules, load_models
 from o2o.web.install import install_pages
 from o2o.worker import BackgroundWorker
 
@@ -31,6 +31,7 @@ def domain_routers() -> list[APIRouter]:
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
+    load_models()
     settings = settings or get_settings()
     db = Database.from_url(settings.database_url)
 
