@@ -117,9 +117,7 @@ def check_throttle(
     counts = dict(
         session.execute(
             _FAILURES, {"keys": [staff_key, merchant_key], "since": utcnow() - THROTTLE_WINDOW}
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     seconds = str(int(THROTTLE_WINDOW.total_seconds()))
     if counts.get(staff_key, 0) >= rules.redemption_staff_failures_per_minute:
