@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], base: str) -> None:
             pass
         if proc.poll() is not None:
             raise AssertionError(proc.stdout.read().decode() if proc.stdout else "exited")
-        threading.Event().wait(0.1)
+        time.sleep(0.1)
     raise AssertionError("server did not become ready in 120 s")
 
 
@@ -109,7 +110,10 @@ def in_threads(
     def worker(item: Any) -> None:
         with httpx.Client(base_url=base, timeout=60) as http:
             barrier.wait()
-            found = run(item, http)
+            try:
+                found = run(item, http)
+            except Exception as exc:  # a failed write (or any error) fails the test too
+                found = [f"{item}: {exc!r}"]
         with lock:
             problems.extend(found)
 
