@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.checkout_support import failed_refund, order_for, signed_success, started_payment
+from tests.checkout_support import (
+    abnormal_refund,
+    failed_refund,
+    order_for,
+    signed_success,
+    started_payment,
+)
 
 OWNER_ONLY = {"consumer"}
 
@@ -41,5 +47,10 @@ def rules(Rule, EVERYONE, SIGNED_IN, A_MANAGERS, OPERATOR, a_params) -> dict:
         ("GET", "/api/v1/admin/refunds"): Rule(OPERATOR, query="?status=processing"),
         ("POST", "/api/v1/admin/refunds/{refund_no}/retry"): Rule(
             OPERATOR, lambda w: {"refund_no": failed_refund(w.db, w)}
+        ),
+        ("POST", "/api/v1/admin/refunds/{refund_no}/abnormal-refund"): Rule(
+            OPERATOR,
+            lambda w: {"refund_no": abnormal_refund(w.db, w)},
+            body=lambda w: {"type": "MERCHANT_BANK_CARD"},
         ),
     }

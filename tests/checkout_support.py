@@ -309,6 +309,19 @@ def signed_success(payment_no: str, db: Database) -> dict[str, Any]:
     return json.loads(body)
 
 
+def abnormal_refund(db: Database, world: Any) -> str:
+    """A refund the provider took but could not pay back (退款异常). Returns the refund_no."""
+    from o2o.orders.models import Order
+    from o2o.payments import service as payments
+
+    order_no, _payment_no = paid_order(db, world)
+    with db.transaction() as session:
+        order = session.scalar(select(Order).where(Order.order_no == order_no))
+        refund = payments.request_refund(session, order, initiator="operator:test")
+        payments._refund_abnormal(session, refund, "ABNORMAL: 用户银行卡已注销", utcnow())
+        return refund.refund_no
+
+
 def failed_refund(db: Database, world: Any) -> str:
     """A refund the provider refused: the operator may retry it. Returns the refund_no."""
     from o2o.orders.models import Order

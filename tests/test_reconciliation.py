@@ -4,7 +4,7 @@ payments and refunds — through the operator API and ``o2o reconcile``. Both da
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from o2o.cli import app as cli
 from o2o.config import get_settings
 from o2o.db import Database
+from o2o.payments.models import Refund
 from o2o.settlement.models import ReconciliationImport
 from o2o.timeutil import CHINA_TZ
 from tests.checkout_support import ADDRESS, goods_item, make_goods, place
@@ -287,3 +288,54 @@ def test_cli_reconcile(db_url: str, tmp_path: Path, day: dict[str, Any]) -> None
     broken.write_text("nothing here", encoding="utf-8")
     assert run(broken).exit_code == 2
     assert run(tmp_path / "missing.csv").exit_code == 2
+
+
+def test_a_refund_is_on_the_bill_of_the_day_it_was_accepted_not_the_day_it_landed(
+    api: Any, db: Database, world: Any, fake: FakeWeChatPay
+) -> None:
+    """WeChat Pay lists a refund once, on the day it accepted it (交易时间 = 发起退款成功时间),
+    and never moves the row when the money lands later: a refund landing the next day is on
+    today's bill only, and must not be reported missing on either."""
+    _payment_no, order_no = pay(api, fake, world, make_goods(db, world.a.id, world.category_id))
+    r = api.post(
+        f"/api/v1/orders/{order_no}/refunds",
+        json={"reason": "不想要了"},
+        as_=world.tokens["consumer"],
+    )
+    assert r.status_code == 201, r.text
+    refund_no = r.json()["refund_no"]
+    mchid = fake.provider_env()["O2O_WECHATPAY_MCHID"]
+    today = datetime.now(CHINA_TZ).date()
+    tomorrow = today + timedelta(days=1)
+    with db.transaction(readonly=True) as session:
+        ours = session.scalar(select(Refund).where(Refund.refund_no == refund_no))
+        assert ours is not None and ours.status == "processing"
+        assert ours.accepted_at is not None  # WeChat Pay's create_time
+        assert ours.accepted_at.astimezone(CHINA_TZ).date() == today
+
+    # Reconciled while it is still on its way: WeChat Pay took it, so it matches.
+    bill_today = fake.trade_bill_text(mchid, today)
+    header = bill_today.split("\r\n")[0].split(",")
+    rows = [line.split(",") for line in bill_today.split("\r\n")[1:3]]
+    refund_row = next(row for row in rows if row[header.index("商户退款单号")] == "`" + refund_no)
+    assert refund_row[header.index("退款状态")] == "`PROCESSING"
+    body = post(api, world, bill_today).json()
+    assert body["findings"] == [] and body["matched"] == 2
+
+    # It lands tomorrow (WeChat Pay and we both say so).
+    fake.complete_refund(refund_no, deliver=True, client=api)
+    landed = datetime.combine(tomorrow, datetime.min.time(), CHINA_TZ) + timedelta(hours=9)
+    next(iter(fake.refunds.values())).success_time = landed
+    with db.transaction() as session:
+        ours = session.scalar(select(Refund).where(Refund.refund_no == refund_no))
+        assert ours is not None and ours.status == "succeeded"
+        ours.succeeded_at = landed
+    # Today's bill still lists it (as it was that day); tomorrow's has no row for it.
+    assert refund_no in fake.trade_bill_text(mchid, today)
+    assert refund_no not in fake.trade_bill_text(mchid, tomorrow)
+    assert post(api, world, fake.trade_bill_text(mchid, today)).json()["findings"] == []
+    empty = (
+        "交易时间,商户订单号,交易状态\r\n总交易单数,应结订单总金额,退款总金额\r\n`0,`0.00,`0.00\r\n"
+    )
+    body = post(api, world, empty, bill_date=tomorrow.isoformat()).json()
+    assert body["findings"] == [], body["findings"]

@@ -17,12 +17,13 @@ from o2o.ledger import service as ledger
 from o2o.merchants.models import Merchant
 from o2o.money import apply_rate
 from o2o.orders.models import Order, OrderLine
-from o2o.payments.models import Payment
+from o2o.payments import registry
+from o2o.payments.models import Payment, PaymentNotification
 from o2o.settlement import service, sharing
 from o2o.settlement.models import SettlementStatement
 from o2o.timeutil import utcnow
 from tests.checkout_support import ADDRESS, goods_item, make_goods, place
-from tests.fakes.wechatpay_server import DEFAULT_SP_MCHID, FakeWeChatPay
+from tests.fakes.wechatpay_server import DEFAULT_SP_MCHID, FakeWeChatPay, merchant_name
 
 NOTIFY = "/api/v1/payments/notify/wechatpay"
 OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
@@ -307,3 +308,122 @@ def test_sharing_is_refused_outside_partner_payments(
         with db.transaction(readonly=True) as session:
             assert service.get_statement(session, s.statement_no).status == "ready"
     assert fake.sharing_orders == {}
+
+
+def notifications(db: Database) -> list[PaymentNotification]:
+    with db.transaction(readonly=True) as session:
+        return list(session.scalars(select(PaymentNotification).order_by(PaymentNotification.id)))
+
+
+def test_the_platform_is_added_as_receiver_with_its_full_name(
+    api: Any, db: Database, settings: Settings, world: Any, fake: FakeWeChatPay, partner: None
+) -> None:
+    goods = make_goods(db, world.a.id, world.category_id, price_fen=10000)
+    payment_no, orders = buy_and_pay(api, db, fake, world, [goods])
+    earn_order(db, payment_no, orders[world.a.id], complete=True)
+    statement = the_statement(db, settings, world.a.id)
+    assert share(api, world, statement.statement_no).status_code == 200
+    # MERCHANT_ID needs the merchant's full name, encrypted with the platform key (the fake
+    # requires it, decrypts it and checks it against the account).
+    [added] = [r for r in fake.requests if r.path == "/v3/profitsharing/receivers/add"]
+    assert added.body["type"] == "MERCHANT_ID" and added.body["account"] == DEFAULT_SP_MCHID
+    assert added.body["name"] != merchant_name(DEFAULT_SP_MCHID)
+    assert fake.received_names == [merchant_name(DEFAULT_SP_MCHID)]
+    assert fake.receivers[(DEFAULT_SP_MCHID, SUB_A)][0]["name"] == merchant_name(DEFAULT_SP_MCHID)
+
+
+def test_sharing_needs_the_platform_name_configured(
+    api: Any,
+    db: Database,
+    settings: Settings,
+    world: Any,
+    fake: FakeWeChatPay,
+    partner: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    goods = make_goods(db, world.a.id, world.category_id, price_fen=3000)
+    payment_no, orders = buy_and_pay(api, db, fake, world, [goods])
+    earn_order(db, payment_no, orders[world.a.id], complete=True)
+    statement = the_statement(db, settings, world.a.id)
+    monkeypatch.setenv("O2O_WECHATPAY_MERCHANT_NAME", "")
+    registry.clear_cache()
+    r = share(api, world, statement.statement_no)
+    assert (r.status_code, r.json()["code"]) == (409, "wechatpay_merchant_name_missing")
+    assert r.headers["content-type"] == PROBLEM
+    with db.transaction(readonly=True) as session:
+        assert service.get_statement(session, statement.statement_no).status == "ready"
+    assert fake.sharing_orders == {}
+
+
+def test_sharing_finished_by_wechat_pays_notification(
+    api: Any, db: Database, settings: Settings, world: Any, fake: FakeWeChatPay, partner: None
+) -> None:
+    goods = make_goods(db, world.a.id, world.category_id, price_fen=10000)
+    payment_no, orders = buy_and_pay(api, db, fake, world, [goods])
+    earn_order(db, payment_no, orders[world.a.id], complete=True)
+    statement = the_statement(db, settings, world.a.id)
+    [order_share] = share(api, world, statement.statement_no).json()["profit_sharing"]
+    commission = apply_rate(10000, 600)
+
+    # WeChat Pay finishes and notifies the platform (the receiver) at the notify URL: applied
+    # there and then — no worker sweep runs in this test.
+    [note] = fake.finish_profit_sharing(
+        order_share["out_order_no"], sub_mchid=SUB_A, deliver=True, client=api, notify_url=NOTIFY
+    )
+    assert note.event_type == "PROFITSHARING.SUCCESS"
+    assert note.resource["receiver"]["amount"] == commission
+    assert note.response is not None and note.response.status_code in (200, 204)
+    detail = api.get(
+        f"/api/v1/admin/settlements/{statement.statement_no}", as_=world.tokens["operator"]
+    ).json()
+    assert (detail["status"], detail["profit_sharing"][0]["state"]) == ("paid", "finished")
+    assert paid_out(db, world.a.id) == 10000 - commission
+    logged = notifications(db)[-1]
+    assert (logged.verified, logged.result, logged.event_status) == (
+        True,
+        "applied",
+        "sharing_succeeded",
+    )
+
+    # Redelivered: accepted, nothing moves twice.
+    again = fake.deliver(NOTIFY, note, client=api)
+    assert again.status_code in (200, 204)
+    assert notifications(db)[-1].result == "duplicate"
+    assert paid_out(db, world.a.id) == 10000 - commission
+
+
+def test_sharing_notifications_we_cannot_place_are_still_accepted(
+    api: Any, db: Database, world: Any, fake: FakeWeChatPay, partner: None
+) -> None:
+    resource = {
+        "sp_mchid": DEFAULT_SP_MCHID,
+        "sub_mchid": SUB_A,
+        "transaction_id": "4200000000000000000000000009",
+        "order_id": "3008000000000000000000000009",
+        "out_order_no": "NOT-OURS-1",
+        "receiver": {
+            "type": "MERCHANT_ID",
+            "account": DEFAULT_SP_MCHID,
+            "amount": 100,
+            "description": "平台佣金",
+        },
+        "success_time": "2024-05-01T10:00:00+08:00",
+    }
+    for event_type, result in (
+        ("PROFITSHARING.SUCCESS", "unknown"),
+        ("PROFITSHARING.RETURN", "ignored"),
+    ):
+        headers, body = fake.build_notification(
+            event_type, resource, mchid=DEFAULT_SP_MCHID, original_type="profitsharing"
+        )
+        r = api.post(NOTIFY, content=body, headers=headers)
+        # Not a 500 redelivered forever: verified, logged, answered.
+        assert r.status_code in (200, 204), r.text
+        assert notifications(db)[-1].result == result
+    # A forged one is still refused.
+    headers, body = fake.build_notification(
+        "PROFITSHARING.SUCCESS", resource, mchid=DEFAULT_SP_MCHID, original_type="profitsharing"
+    )
+    headers["Wechatpay-Signature"] = headers["Wechatpay-Signature"][::-1]
+    assert api.post(NOTIFY, content=body, headers=headers).status_code >= 400
+    assert notifications(db)[-1].result == "rejected"

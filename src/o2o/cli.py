@@ -202,7 +202,7 @@ def reconcile(
         with db.transaction() as session:
             report = reconciliation.reconcile(session, text, bill_date=day)
             if keep:
-                reconciliation.store(session, report, text, actor_id=None)
+                reconciliation.store(session, report, text, actor_id=None, source="cli")
     except AppError as exc:
         typer.echo(f"账单无效: {exc.detail}", err=True)
         raise typer.Exit(2) from exc

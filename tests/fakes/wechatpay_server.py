@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any, Literal
 
 import httpx
@@ -53,6 +54,7 @@ from o2o.payments.wechatpay_crypto import (
     AEAD_ALGORITHM,
     SIGNATURE_SCHEME,
     aes_gcm_encrypt,
+    certificate_serial,
     new_nonce,
     parse_authorization,
     private_key_pem,
@@ -70,6 +72,17 @@ DEFAULT_APPID = "wxd678efh567hg6787"
 DEFAULT_SP_MCHID = "1900000100"
 DEFAULT_SP_APPID = "wx8888888888888888"
 DEFAULT_NOTIFY_URL = "https://o2o.example.com/api/v1/payments/wechatpay/notify"
+# 商户全称 of the fake's merchant accounts (a MERCHANT_ID receiver must be added with it).
+MERCHANT_NAMES = {
+    DEFAULT_SP_MCHID: "深圳市优选生活平台科技有限公司",
+    DEFAULT_MCHID: "广州示例商贸有限公司",
+}
+
+
+def merchant_name(mchid: str) -> str:
+    return MERCHANT_NAMES.get(mchid, f"示例商户{mchid}有限公司")
+
+
 TRADE_STATE_DESC = {
     "NOTPAY": "订单未支付",
     "SUCCESS": "支付成功",
@@ -134,9 +147,11 @@ def fake_rsa_key(label: str) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _self_signed_cert(key: rsa.RSAPrivateKey, serial: int, common_name: str) -> x509.Certificate:
+def _self_signed_cert(
+    key: rsa.RSAPrivateKey, serial: int, common_name: str, now: datetime | None = None
+) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     return (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -169,6 +184,18 @@ class FakeMerchant:
     private_key: rsa.RSAPrivateKey
     serial_no: str
     apiv3_key: str
+    name: str  # 商户全称, checked when the merchant is added as a MERCHANT_ID receiver
+
+
+@dataclass
+class FakePlatformCertificate:
+    """One WeChat Pay platform certificate (平台证书) the fake lists at /v3/certificates."""
+
+    serial_no: str  # byte-wise upper-case hex, as WeChat Pay writes it
+    private_key: rsa.RSAPrivateKey
+    pem: str
+    effective_time: datetime
+    expire_time: datetime
 
 
 @dataclass
@@ -227,6 +254,9 @@ class FakeRefund:
     create_time: datetime
     status: str = "PROCESSING"
     success_time: datetime | None = None
+    # 异常退款: how the operator had the ABNORMAL refund handled, and what was sent.
+    abnormal_type: str = ""
+    abnormal_request: dict[str, Any] | None = None
 
 
 @dataclass
@@ -310,6 +340,7 @@ class FakeWeChatPay:
         self,
         *,
         platform_mode: Literal["public_key", "certificate"] = "public_key",
+        certificate_serial_number: int | None = None,
         fresh_keys: bool = False,
         auto_complete_refunds: bool = False,
         require_receivers: bool = False,
@@ -324,17 +355,22 @@ class FakeWeChatPay:
         self._fresh_keys = fresh_keys
         label = f"fresh-{uuid.uuid4()}" if fresh_keys else "wechatpay-platform"
         self.platform_private_key = fake_rsa_key(label)
+        # Certificate mode: every certificate listed at /v3/certificates (several during a
+        # rotation); the last one signs. Serials are written byte-wise like WeChat Pay's
+        # (``0798AB…``): pass ``certificate_serial_number`` to pin one.
+        self.platform_certificates: list[FakePlatformCertificate] = []
+        self.platform_certificate_pem: str | None = None
         if platform_mode == "certificate":
-            cert_serial = int(secrets.token_hex(16), 16)
-            cert = _self_signed_cert(self.platform_private_key, cert_serial, "Tenpay.com Root CA")
-            self.platform_serial = format(cert_serial, "X")
-            self.platform_certificate_pem: str | None = cert.public_bytes(
-                serialization.Encoding.PEM
-            ).decode("ascii")
+            self._add_certificate(self.platform_private_key, certificate_serial_number)
         else:
             self.platform_serial = "PUB_KEY_ID_0119000001092025010100000000" + _digits(4)
-            self.platform_certificate_pem = None
         self.platform_public_key_pem = public_key_pem(self.platform_private_key)
+        # A day's bill is published this long after the day began: 10:00 the next day. Tests
+        # that cannot move the fake's clock (it checks request timestamps) shorten it.
+        self.bill_publish_delay = timedelta(hours=34)
+        # Where WeChat Pay posts 分账动账 notifications to the platform as a receiver
+        # (configured in the merchant platform, not per request).
+        self.profit_sharing_notify_url = DEFAULT_NOTIFY_URL
         self._lock = threading.RLock()
         self._merchants: dict[str, FakeMerchant] = {}
         self._server: uvicorn.Server | None = None
@@ -342,6 +378,47 @@ class FakeWeChatPay:
         self._port: int | None = None
         self._route_table = self._routes()
         self.reset()
+
+    # ------------------------------------------------------------------ platform certificates
+
+    def _add_certificate(self, key: rsa.RSAPrivateKey, serial_number: int | None) -> None:
+        number = serial_number or int(secrets.token_hex(16), 16)
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        cert = _self_signed_cert(key, number, "Tenpay.com Root CA", now=now)
+        listed = FakePlatformCertificate(
+            serial_no=certificate_serial(cert),
+            private_key=key,
+            pem=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+            effective_time=now - timedelta(days=1),
+            expire_time=now + timedelta(days=365),
+        )
+        self.platform_certificates.append(listed)
+        self.platform_private_key = key
+        self.platform_serial = listed.serial_no
+        self.platform_certificate_pem = listed.pem
+        self.platform_public_key_pem = public_key_pem(key)
+
+    def rotate_certificate(
+        self, *, serial_number: int | None = None, retire_old: bool = False
+    ) -> FakePlatformCertificate:
+        """WeChat Pay issues a new platform certificate and signs with it from now on; the
+        old ones stay listed (``retire_old=True`` drops them)."""
+        if self.platform_mode != "certificate":
+            raise ValueError("rotate_certificate is for certificate mode")
+        with self._lock:
+            if retire_old:
+                self.platform_certificates.clear()
+            self._add_certificate(fake_rsa_key(f"fresh-{uuid.uuid4()}"), serial_number)
+            return self.platform_certificates[-1]
+
+    def _platform_key_for(self, serial: str) -> rsa.RSAPrivateKey | None:
+        """The private key behind a serial we publish (a listed certificate or the key id)."""
+        if self.platform_mode != "certificate":
+            return self.platform_private_key if serial == self.platform_serial else None
+        for listed in self.platform_certificates:
+            if listed.serial_no == serial:
+                return listed.private_key
+        return None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -358,6 +435,8 @@ class FakeWeChatPay:
             self._by_transaction: dict[str, tuple[str, str, str]] = {}
             self._bill_overrides: dict[tuple[str, str], str] = {}
             self._bill_files: dict[str, tuple[bytes, bool]] = {}
+            self._bill_tampers = 0
+            self.bills_held = False
             self._failures: list[_Failure] = []
             self._delays: list[float] = []
             self._tampers: list[str] = []
@@ -417,6 +496,7 @@ class FakeWeChatPay:
                     private_key=fake_rsa_key(label),
                     serial_no=secrets.token_hex(20).upper(),
                     apiv3_key=secrets.token_hex(16),
+                    name=merchant_name(mchid),
                 )
                 self._merchants[mchid] = found
             return found
@@ -478,6 +558,7 @@ class FakeWeChatPay:
             "O2O_WECHATPAY_NOTIFY_URL": notify_url,
             "O2O_WECHATPAY_BASE_URL": self.base_url,
             "O2O_WECHATPAY_TIMEOUT": "5",
+            "O2O_WECHATPAY_MERCHANT_NAME": merchant_name(config.mchid),
         }
         if self.platform_certificate_pem is not None:
             env["O2O_WECHATPAY_PLATFORM_CERTIFICATE"] = self.platform_certificate_pem
@@ -679,8 +760,21 @@ class FakeWeChatPay:
             note.response = self.deliver(note.notify_url, note, client=client)
         return note
 
-    def finish_profit_sharing(self, out_order_no: str, *, sub_mchid: str | None = None) -> None:
-        """WeChat Pay finished a PROCESSING profit-sharing order: receivers are paid."""
+    def finish_profit_sharing(
+        self,
+        out_order_no: str,
+        *,
+        sub_mchid: str | None = None,
+        deliver: bool = False,
+        client: httpx.Client | None = None,
+        notify_url: str | None = None,
+    ) -> list[FakeNotification]:
+        """WeChat Pay finished a PROCESSING profit-sharing order: receivers are paid.
+
+        Returns the PROFITSHARING.SUCCESS (分账动账) notifications WeChat Pay sends to each
+        receiver that is a merchant account of the sharing's owner (the platform taking its
+        commission); ``deliver=True`` POSTs them to ``profit_sharing_notify_url`` (or
+        ``notify_url``)."""
         with self._lock:
             matches = [
                 s
@@ -696,6 +790,66 @@ class FakeWeChatPay:
                 r["result"] = "SUCCESS"
                 r["finish_time"] = now
             sharing.state = "FINISHED"
+            notes = [
+                self._sharing_notification(sharing, r, now, notify_url)
+                for r in sharing.receivers
+                if r["type"] == "MERCHANT_ID" and r["account"] == sharing.owner
+            ]
+        if deliver:
+            for note in notes:
+                note.response = self.deliver(note.notify_url, note, client=client)
+        return notes
+
+    def _sharing_notification(
+        self,
+        sharing: FakeSharingOrder,
+        receiver: Mapping[str, Any],
+        success_time: str,
+        notify_url: str | None,
+    ) -> FakeNotification:
+        resource: dict[str, Any] = (
+            {"sp_mchid": sharing.owner, "sub_mchid": sharing.sub_mchid}
+            if sharing.sub_mchid
+            else {"mchid": sharing.owner}
+        )
+        resource.update(
+            transaction_id=sharing.transaction_id,
+            order_id=sharing.order_id,
+            out_order_no=sharing.out_order_no,
+            receiver={
+                "type": receiver["type"],
+                "account": receiver["account"],
+                "amount": receiver["amount"],
+                "description": receiver["description"],
+            },
+            success_time=success_time,
+        )
+        headers, body = self.build_notification(
+            "PROFITSHARING.SUCCESS",
+            resource,
+            mchid=sharing.owner,
+            summary="分账成功",
+            original_type="profitsharing",
+        )
+        return FakeNotification(
+            "PROFITSHARING.SUCCESS",
+            resource,
+            headers,
+            body,
+            notify_url or self.profit_sharing_notify_url,
+        )
+
+    def hold_bills(self, held: bool = True) -> None:
+        """Answer every trade bill request with STATEMENT_CREATING (账单生成中) — a bill late
+        beyond 10:00 — until called with ``False``."""
+        with self._lock:
+            self.bills_held = held
+
+    def tamper_next_bill(self, times: int = 1) -> None:
+        """Serve the next bill files with content that differs from the hash in the (signed)
+        apply answer — what a corrupted or substituted download looks like."""
+        with self._lock:
+            self._bill_tampers += times
 
     def set_trade_bill(self, bill_date: date, text: str, *, mchid: str | None = None) -> None:
         """Serve ``text`` as the trade bill of ``bill_date`` instead of a generated one."""
@@ -829,15 +983,26 @@ class FakeWeChatPay:
             "from": [],
         }
 
+    @staticmethod
+    def _received_by(r: FakeRefund) -> tuple[str, str]:
+        """(channel, user_received_account) of a refund, after any 异常退款 handling."""
+        if r.abnormal_type == "USER_BANK_CARD" and r.abnormal_request:
+            card = str(r.abnormal_request.get("bank_account", ""))
+            return "OTHER_BANKCARD", f"{r.abnormal_request.get('bank_type', '')}尾号{card[-4:]}"
+        if r.abnormal_type == "MERCHANT_BANK_CARD":
+            return "OTHER_BANKCARD", "商户结算银行账户"
+        return "ORIGINAL", "支付用户零钱"
+
     def _refund_view(self, r: FakeRefund) -> dict[str, Any]:
         o = self.orders[r.order_key]
+        channel, account = self._received_by(r)
         view: dict[str, Any] = {
             "refund_id": r.refund_id,
             "out_refund_no": r.out_refund_no,
             "transaction_id": o.transaction_id,
             "out_trade_no": o.out_trade_no,
-            "channel": "ORIGINAL",
-            "user_received_account": "支付用户零钱",
+            "channel": channel,
+            "user_received_account": account,
             "create_time": self._iso(r.create_time),
             "status": r.status,
             "funds_account": "AVAILABLE",
@@ -860,7 +1025,7 @@ class FakeWeChatPay:
             refund_id=r.refund_id,
             out_refund_no=r.out_refund_no,
             refund_status=r.status,
-            user_received_account="支付用户零钱",
+            user_received_account=self._received_by(r)[1],
             amount={k: amounts[k] for k in ("total", "refund", "payer_total", "payer_refund")},
         )
         if r.success_time:
@@ -911,6 +1076,12 @@ class FakeWeChatPay:
             ("POST", rf"/v3/combine-transactions/out-trade-no/{no}/close", self._h_combine_close),
             ("POST", r"/v3/refund/domestic/refunds", self._h_refund),
             ("GET", rf"/v3/refund/domestic/refunds/{no}", self._h_refund_query),
+            (
+                "POST",
+                rf"/v3/refund/domestic/refunds/{no}/apply-abnormal-refund",
+                self._h_abnormal_refund,
+            ),
+            ("GET", r"/v3/certificates", self._h_certificates),
             ("POST", r"/v3/profitsharing/receivers/add", self._h_receiver_add),
             ("POST", r"/v3/profitsharing/orders/unfreeze", self._h_unfreeze),
             ("POST", r"/v3/profitsharing/orders", self._h_sharing),
@@ -1347,13 +1518,80 @@ class FakeWeChatPay:
             raise _Reject(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
         return 200, self._refund_view(refund)
 
+    def _h_abnormal_refund(
+        self,
+        *,
+        merchant: FakeMerchant,
+        body: dict[str, Any],
+        request: Request,
+        no: str,
+        **_: Any,
+    ) -> tuple[int, Any]:
+        """发起异常退款 (POST /v3/refund/domestic/refunds/{refund_id}/apply-abnormal-refund)."""
+        _require(body, "out_refund_no", "type")
+        sub_mchid = body.get("sub_mchid") or None
+        refund = self.refunds.get((merchant.mchid, sub_mchid or "", str(body["out_refund_no"])))
+        if refund is None or refund.refund_id != no:
+            raise _Reject(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        kind = body["type"]
+        if kind not in {"USER_BANK_CARD", "MERCHANT_BANK_CARD"}:
+            raise _Reject(400, "PARAM_ERROR", f"type 不合法: {kind}")
+        sent: dict[str, Any] = {"type": kind}
+        if kind == "USER_BANK_CARD":
+            # 退款至用户银行卡: bank type, the card number and the payer's name (encrypted).
+            _require(body, "bank_type", "bank_account", "real_name")
+            sent["bank_type"] = str(body["bank_type"])
+            sent["bank_account"] = self._decrypt_name(request, str(body["bank_account"]))
+            sent["real_name"] = self._decrypt_name(request, str(body["real_name"]))
+            if not sent["bank_account"].isdigit():
+                raise _Reject(400, "PARAM_ERROR", "bank_account 不是有效的银行卡号")
+        if refund.status != "ABNORMAL":
+            raise _Reject(400, "INVALID_REQUEST", "退款单状态不是退款异常，不能发起异常退款")
+        refund.status = "PROCESSING"
+        refund.abnormal_type = kind
+        refund.abnormal_request = sent
+        return 200, self._refund_view(refund)
+
+    # ------------------------------------------------------------------ handlers: certificates
+
+    def _h_certificates(self, *, merchant: FakeMerchant, **_: Any) -> tuple[int, Any]:
+        """下载平台证书: each listed certificate encrypted with the caller's APIv3 key."""
+        if self.platform_mode != "certificate":
+            raise _Reject(404, "RESOURCE_NOT_EXISTS", "商户已使用微信支付公钥，无平台证书")
+        data = []
+        for listed in self.platform_certificates:
+            nonce = secrets.token_hex(6)
+            data.append(
+                {
+                    "serial_no": listed.serial_no,
+                    "effective_time": self._iso(listed.effective_time),
+                    "expire_time": self._iso(listed.expire_time),
+                    "encrypt_certificate": {
+                        "algorithm": AEAD_ALGORITHM,
+                        "nonce": nonce,
+                        "associated_data": "certificate",
+                        "ciphertext": aes_gcm_encrypt(
+                            merchant.apiv3_key.encode(),
+                            nonce,
+                            listed.pem.encode("ascii"),
+                            "certificate",
+                        ),
+                    },
+                }
+            )
+        return 200, {"data": data}
+
     # ------------------------------------------------------------------ handlers: sharing
 
     def _decrypt_name(self, request: Request, ciphertext: str) -> str:
-        if request.headers.get("wechatpay-serial") != self.platform_serial:
+        """A sensitive field: encrypted with the platform key the ``Wechatpay-Serial`` header
+        names (the public key id or a listed certificate's serial)."""
+        serial = request.headers.get("wechatpay-serial", "")
+        key = self._platform_key_for(serial) if serial else None
+        if key is None:
             raise _Reject(400, "PARAM_ERROR", "Wechatpay-Serial 与加密所用的平台公钥不一致")
         try:
-            return rsa_oaep_decrypt(self.platform_private_key, ciphertext)
+            return rsa_oaep_decrypt(key, ciphertext)
         except ValueError:
             raise _Reject(400, "PARAM_ERROR", "敏感信息解密失败") from None
 
@@ -1361,10 +1599,18 @@ class FakeWeChatPay:
         self, *, merchant: FakeMerchant, body: dict[str, Any], request: Request, **_: Any
     ) -> tuple[int, Any]:
         _require(body, "appid", "type", "account", "relation_type")
+        if body["type"] not in {"MERCHANT_ID", "PERSONAL_OPENID", "PERSONAL_SUB_OPENID"}:
+            raise _Reject(400, "PARAM_ERROR", f"type 不合法: {body['type']}")
+        if body["type"] == "MERCHANT_ID":
+            # 分账接收方类型是MERCHANT_ID时，name 是商户全称（必传，加密）.
+            _require(body, "name")
         receiver = {k: body[k] for k in ("type", "account", "relation_type") if k in body}
         if body.get("name"):
             receiver["name"] = self._decrypt_name(request, str(body["name"]))
             self.received_names.append(receiver["name"])
+            known = self._merchants.get(str(body["account"]))
+            if body["type"] == "MERCHANT_ID" and known and receiver["name"] != known.name:
+                raise _Reject(400, "INVALID_REQUEST", "分账接收方全称与商户号不匹配")
         scope = (merchant.mchid, body.get("sub_mchid") or "")
         self.receivers.setdefault(scope, []).append(receiver)
         answer = {k: v for k, v in body.items() if k not in {"appid", "name"}}
@@ -1523,18 +1769,18 @@ class FakeWeChatPay:
                 if o.success_time.date() != bill_date:
                     continue
                 fee = apply_rate(o.total, self.fee_rate_bp)
-                rows.append((o.success_time, self._bill_row(o, None, fee)))
+                rows.append((o.success_time, self._bill_row(o, None, fee, bill_date)))
                 totals["应结订单总金额"] += o.total
                 totals["订单总金额"] += o.total
                 totals["手续费总金额"] += fee
             for r in self.refunds.values():
+                # A refund is listed once, on the day it was initiated (交易时间 is 发起退款
+                # 成功时间), with its status as of that day — not moved when it lands later.
                 o = self.orders[r.order_key]
-                if not include(o) or r.status != "SUCCESS" or r.success_time is None:
-                    continue
-                if r.success_time.date() != bill_date:
+                if not include(o) or r.create_time.date() != bill_date:
                     continue
                 fee = -apply_rate(r.amount, self.fee_rate_bp)
-                rows.append((r.success_time, self._bill_row(o, r, fee)))
+                rows.append((r.create_time, self._bill_row(o, r, fee, bill_date)))
                 totals["退款总金额"] += r.amount
                 totals["申请退款总金额"] += r.amount
                 totals["手续费总金额"] += fee
@@ -1548,8 +1794,12 @@ class FakeWeChatPay:
             lines.append(",".join("`" + v for v in summary))
             return "\r\n".join(lines) + "\r\n"
 
-    def _bill_row(self, o: FakeOrder, r: FakeRefund | None, fee: int) -> list[str]:
-        when = (r.success_time if r else o.success_time) or self._now()
+    def _bill_row(self, o: FakeOrder, r: FakeRefund | None, fee: int, bill_date: date) -> list[str]:
+        when = (r.create_time if r else o.success_time) or self._now()
+        refund_state = ""
+        if r is not None:
+            landed = r.success_time is not None and r.success_time.date() <= bill_date
+            refund_state = "SUCCESS" if landed else "PROCESSING"
         return [
             when.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S"),
             o.appid,
@@ -1570,7 +1820,7 @@ class FakeWeChatPay:
             _yuan(r.amount if r else 0),
             "0.00",
             "ORIGINAL" if r else "",
-            "SUCCESS" if r else "",
+            refund_state,
             o.description,
             o.attach,
             _yuan(fee),
@@ -1590,12 +1840,23 @@ class FakeWeChatPay:
             raise _Reject(400, "PARAM_ERROR", "bill_date 格式应为 yyyy-MM-DD") from None
         if query.get("bill_type", "ALL") != "ALL":
             raise _Reject(400, "PARAM_ERROR", "fake 只提供 bill_type=ALL")
+        if bill_date < self._now().date() - timedelta(days=90):
+            raise _Reject(400, "PARAM_ERROR", "仅支持三个月内的账单下载申请")
+        # A day's bill is generated after 10:00 (Beijing) the next day; until then — or while a
+        # test holds the bills back — WeChat Pay answers "being generated".
+        published = datetime.combine(bill_date, dt_time(0), CHINA_TZ) + self.bill_publish_delay
+        if self.bills_held or self._now() < published:
+            raise _Reject(400, "STATEMENT_CREATING", "账单生成中，请稍后再试")
         text = self.trade_bill_text(merchant.mchid, bill_date, query.get("sub_mchid"))
         if not text:
             raise _Reject(400, "NO_STATEMENT_EXIST", "账单文件不存在")
         content = ("\ufeff" + text).encode("utf-8")
         token = secrets.token_urlsafe(24)
-        self._bill_files[token] = (content, query.get("tar_type") == "GZIP")
+        served = content
+        if self._bill_tampers:
+            self._bill_tampers -= 1
+            served = content.replace(b"`", b"`0", 1)  # not what the signed hash says
+        self._bill_files[token] = (served, query.get("tar_type") == "GZIP")
         return 200, {
             "hash_type": "SHA1",
             "hash_value": hashlib.sha1(content).hexdigest(),

@@ -46,7 +46,7 @@ from o2o.payments.wechatpay_crypto import (
     rsa_verify,
 )
 from o2o.timeutil import CHINA_TZ
-from tests.fakes.wechatpay_server import FakeWeChatPay, fake_rsa_key
+from tests.fakes.wechatpay_server import FakeWeChatPay, fake_rsa_key, merchant_name
 
 # A fixed Beijing-time moment keeps bill dates and 5-minute windows deterministic.
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=CHINA_TZ)
@@ -475,22 +475,42 @@ def test_profit_sharing_and_unfreeze(fake: FakeWeChatPay, partner: WeChatPayClie
     place(partner, "PS-1", amount_fen=10000, sub_mchid=SUB_A, profit_sharing=True)
     assert fake.requests[-1].body["settle_info"] == {"profit_sharing": True}
     transaction_id = fake.pay("PS-1").resource["transaction_id"]
+    full_name = merchant_name(partner.config.mchid)
 
     partner.add_profit_sharing_receiver(
         type="MERCHANT_ID",
         account=partner.config.mchid,
         relation_type="SERVICE_PROVIDER",
-        name="示例平台有限公司",
+        name=full_name,
         sub_mchid=SUB_A,
     )
-    assert fake.received_names == ["示例平台有限公司"]  # encrypted on the wire, readable by WeChat
+    assert fake.received_names == [full_name]  # encrypted on the wire, readable by WeChat
+    added = fake.requests[-1]
+    assert added.body["name"] != full_name
+    # A MERCHANT_ID receiver without its full name, or with another, is refused.
+    with pytest.raises(ValueError, match="full name"):
+        partner.add_profit_sharing_receiver(
+            type="MERCHANT_ID",
+            account=partner.config.mchid,
+            relation_type="SERVICE_PROVIDER",
+            sub_mchid=SUB_A,
+        )
+    with pytest.raises(WeChatPayError) as refused:
+        partner.add_profit_sharing_receiver(
+            type="MERCHANT_ID",
+            account=partner.config.mchid,
+            relation_type="SERVICE_PROVIDER",
+            name="别的公司",
+            sub_mchid=SUB_A,
+        )
+    assert (refused.value.status, refused.value.code) == (400, "INVALID_REQUEST")
 
     commission = ProfitSharingReceiver(
         type="MERCHANT_ID",
         account=partner.config.mchid,
         amount_fen=600,
         description="平台佣金",
-        name="示例平台有限公司",
+        name=full_name,
     )
     shared = partner.profit_sharing(
         transaction_id=transaction_id,
@@ -500,7 +520,7 @@ def test_profit_sharing_and_unfreeze(fake: FakeWeChatPay, partner: WeChatPayClie
         sub_mchid=SUB_A,
     )
     sent = fake.requests[-1].body
-    assert sent["receivers"][0]["name"] != "示例平台有限公司"
+    assert sent["receivers"][0]["name"] != full_name
     assert sent["receivers"][0]["amount"] == 600
     assert sent["sub_mchid"] == SUB_A
     assert shared["state"] == "PROCESSING"
@@ -934,6 +954,11 @@ def test_trade_bill_download_from_the_fake(
     clock.advance(60)
     fake.complete_refund("BRF-1")
 
+    # WeChat Pay generates a day's bill after 10:00 (Beijing) the next day.
+    with pytest.raises(WeChatPayError) as early:
+        client.apply_trade_bill(date(2024, 5, 1))
+    assert (early.value.status, early.value.code) == (400, "STATEMENT_CREATING")
+    clock.now = datetime(2024, 5, 2, 10, 0, tzinfo=CHINA_TZ).timestamp()
     bill = client.fetch_trade_bill(date(2024, 5, 1))
     assert [(r["商户订单号"], r["交易状态"]) for r in bill.rows] == [
         ("BILL-1", "SUCCESS"),

@@ -17,6 +17,7 @@ from o2o.payments.providers import (
     EVENT_FAILED,
     EVENT_PENDING,
     EVENT_SUCCEEDED,
+    REFUND_ABNORMAL,
     REFUND_FAILED,
     REFUND_PROCESSING,
     REFUND_SUCCEEDED,
@@ -619,9 +620,9 @@ def test_refund_lifecycle(fake: FakeWeChatPay, direct: WeChatPayProvider) -> Non
 
 
 @pytest.mark.parametrize(
-    ("final", "status"), [("ABNORMAL", REFUND_FAILED), ("CLOSED", REFUND_FAILED)]
+    ("final", "status"), [("ABNORMAL", REFUND_ABNORMAL), ("CLOSED", REFUND_FAILED)]
 )
-def test_refund_that_does_not_arrive_is_failed(
+def test_refund_that_does_not_arrive_is_abnormal_or_failed(
     fake: FakeWeChatPay, direct: WeChatPayProvider, final: str, status: str
 ) -> None:
     pay = single("P20240501R02", 500)
@@ -817,8 +818,11 @@ def test_notification_malformed_foreign_or_unknown(
     assert rejected(direct, *foreign).startswith("merchant")
     # A partner provider does not accept a direct merchant's notification either.
     assert rejected(partner, *build(fake, direct)).startswith("decrypt")
-    unknown = build(fake, direct, event_type="PROFITSHARING.SUCCESS", original_type="profitsharing")
+    unknown = build(fake, direct, event_type="COMPLAINT.CREATE", original_type="complaint")
     assert rejected(direct, *unknown).startswith("unsupported")
+    # 分账动账 is understood, but needs its out_order_no and receiver.
+    sharing = build(fake, direct, event_type="PROFITSHARING.SUCCESS", original_type="profitsharing")
+    assert rejected(direct, *sharing).startswith("malformed")
     no_number = build(
         fake, direct, resource={"mchid": direct.config.mchid, "trade_state": "SUCCESS"}
     )

@@ -61,6 +61,7 @@ PAGE_RULES: list[tuple[str, set[str]]] = [
     ("/console/m/{a}/settlements", MANAGERS),
     ("/admin/settlements", {"operator"}),
     ("/admin/reconciliation", {"operator"}),
+    ("/admin/refunds", {"operator"}),
 ]
 
 
@@ -173,6 +174,8 @@ def test_every_page_route_that_changes_something_checks_csrf(
         "review_id": 1,
         # Settlement pages (admin_settlements.py): the CSRF check comes first.
         "statement_no": "ST0",
+        # Refund pages (admin_refunds.py).
+        "refund_no": "R0",
     }
     routes = _post_routes()
     assert ("POST", "/login") in routes and ("POST", "/admin/merchants/{merchant_id}/approve") in (

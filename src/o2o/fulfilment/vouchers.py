@@ -41,7 +41,7 @@ from o2o.money import split_proportionally
 from o2o.orders import service as orders
 from o2o.orders.models import COMPLETED, ORDER_STATUS, SERVICE, Order, OrderLine
 from o2o.payments import service as payments
-from o2o.payments.models import REFUND_OPEN, REFUND_STATUS, Refund
+from o2o.payments.models import REFUND_STATUS, REFUND_SWEPT, Refund
 from o2o.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -433,8 +433,9 @@ def refresh_order_status(session: Session, order_id: int) -> str | None:
     if total and not unused and redeemed:
         action = "complete"
     elif total and counts.get(REFUNDED, 0) == total:
+        # Open refunds, and abnormal ones (the money left, it has not arrived yet).
         money_on_its_way = session.scalar(
-            select(func.count()).where(Refund.order_id == order_id, Refund.status.in_(REFUND_OPEN))
+            select(func.count()).where(Refund.order_id == order_id, Refund.status.in_(REFUND_SWEPT))
         )
         action = "request_refund" if money_on_its_way else "all_refunded"
     elif unused and status == COMPLETED:

@@ -17,9 +17,10 @@ from o2o.deps import AdminDep, DbDep, ReadSessionDep, SessionDep, SettingsDep
 from o2o.errors import AppError, ValidationFailed
 from o2o.money import format_yuan
 from o2o.orders.models import Order
-from o2o.payments import registry, service
+from o2o.payments import abnormal, registry, service
 from o2o.payments.models import PAYMENT_STATUS, REFUND_STATUS, Payment, Refund
 from o2o.payments.schemas import (
+    AbnormalRefundIn,
     PayIn,
     PaymentOut,
     ProviderName,
@@ -244,6 +245,9 @@ def _refund_rows(session: Any, refunds: list[Refund]) -> list[RefundAdminOut]:
             failed_at=r.failed_at,
             next_attempt_at=r.next_attempt_at,
             stuck=service.is_stuck(r),
+            abnormal_at=r.abnormal_at,
+            abnormal_handling=r.abnormal_handling,
+            abnormal_handled_at=r.abnormal_handled_at,
         )
         for r in refunds
     ]
@@ -258,7 +262,8 @@ def list_refunds(
     cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
 ) -> Page[RefundAdminOut]:
     """Refunds for the operator: ``?status=processing`` shows the ones still on their way
-    (``stuck`` when open for more than an hour), ``?status=failed`` the ones to act on."""
+    (``stuck`` when open for more than an hour), ``?status=failed`` and ``?status=abnormal``
+    (退款异常: the money left, the payer's account refused it) the ones to act on."""
     found = list(
         service.list_refunds(
             session, status=status, limit=limit, before_id=int(cursor) if cursor else None
@@ -279,6 +284,24 @@ def retry_refund(
     """Send a failed refund again with the same refund number (the worker picks it up)."""
     refund = service.retry_refund(session, refund_no)
     return _refund_rows(session, [refund])[0]
+
+
+@admin_router.post("/refunds/{refund_no}/abnormal-refund", response_model=RefundAdminOut)
+def abnormal_refund(
+    refund_no: Annotated[str, Path(min_length=1, max_length=32)],
+    body: AbnormalRefundIn,
+    admin: AdminDep,
+    db: DbDep,
+    settings: SettingsDep,
+) -> RefundAdminOut:
+    """异常退款 for an ``abnormal`` refund: to the payer's bank card (``USER_BANK_CARD`` with
+    ``bank_type``, ``bank_account``, ``real_name`` — sent encrypted, not stored) or back to the
+    merchant's bank account (``MERCHANT_BANK_CARD``). The refund is ``processing`` again."""
+    abnormal.apply_abnormal_refund(db, settings, refund_no, body, actor_id=admin.user_id)
+    with db.transaction(readonly=True) as session:
+        refund = session.scalar(select(Refund).where(Refund.refund_no == refund_no))
+        assert refund is not None
+        return _refund_rows(session, [refund])[0]
 
 
 routers = [router, admin_router, sandbox_router]

@@ -116,7 +116,20 @@ class PaymentNotification(Base):
 
 REFUND_PENDING, REFUND_PROCESSING = "pending", "processing"
 REFUND_SUCCEEDED, REFUND_FAILED = "succeeded", "failed"
+# 退款异常 (WeChat Pay ABNORMAL): the money has left the merchant account but the payer's account
+# could not take it. Not failed: the amount stays reserved until the operator has it sent to a
+# bank card (异常退款) and it succeeds.
+REFUND_ABNORMAL = "abnormal"
 REFUND_OPEN = (REFUND_PENDING, REFUND_PROCESSING)
+# What the refund sweep looks at: open refunds, and abnormal ones now and then (the operator may
+# have handled one in the merchant platform).
+REFUND_SWEPT = (*REFUND_OPEN, REFUND_ABNORMAL)
+# Ways to have an abnormal refund paid (WeChat Pay's 异常退款 ``type``).
+ABNORMAL_TO_USER_CARD, ABNORMAL_TO_MERCHANT_CARD = "USER_BANK_CARD", "MERCHANT_BANK_CARD"
+ABNORMAL_HANDLING_LABELS = {
+    ABNORMAL_TO_USER_CARD: "退至用户银行卡",
+    ABNORMAL_TO_MERCHANT_CARD: "退至交易商户银行账户",
+}
 
 REFUND_STATUS = StateMachine(
     "退款单",
@@ -130,12 +143,21 @@ REFUND_STATUS = StateMachine(
         (REFUND_PROCESSING, "fail"): REFUND_FAILED,
         # The operator sends a failed refund again (same refund_no).
         (REFUND_FAILED, "retry"): REFUND_PENDING,
+        # The provider took the money but the payer's account refused it (退款异常).
+        (REFUND_PENDING, "abnormal"): REFUND_ABNORMAL,
+        (REFUND_PROCESSING, "abnormal"): REFUND_ABNORMAL,
+        # The operator has it sent to a bank card (异常退款): on its way again.
+        (REFUND_ABNORMAL, "apply_abnormal"): REFUND_PROCESSING,
+        # Handled in the merchant platform instead: the provider says it arrived, or closed it.
+        (REFUND_ABNORMAL, "succeed"): REFUND_SUCCEEDED,
+        (REFUND_ABNORMAL, "fail"): REFUND_FAILED,
     },
     labels={
         REFUND_PENDING: "待提交",
         REFUND_PROCESSING: "退款中",
         REFUND_SUCCEEDED: "退款成功",
         REFUND_FAILED: "退款失败",
+        REFUND_ABNORMAL: "退款异常",
     },
 )
 
@@ -169,6 +191,13 @@ class Refund(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the provider accepted it (WeChat Pay's create_time, 发起退款成功时间): the day the
+    # provider's trade bill lists it on, whenever it lands.
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # 退款异常: when the provider reported it, and how the operator had it handled (异常退款).
+    abnormal_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    abnormal_handling: Mapped[str] = mapped_column(String(30), default="")
+    abnormal_handled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    abnormal_handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -20,8 +20,11 @@ EVENT_SUCCEEDED, EVENT_FAILED, EVENT_CLOSED, EVENT_PENDING = (
     "closed",
     "pending",
 )
-# Refund event statuses.
+# Refund event statuses. ``abnormal``: the provider took the money from the merchant account
+# but could not pay it into the payer's (WeChat Pay's 退款异常): not a failure, nothing to release;
+# the operator has it sent elsewhere (异常退款).
 REFUND_PROCESSING, REFUND_SUCCEEDED, REFUND_FAILED = "processing", "succeeded", "failed"
+REFUND_ABNORMAL = "abnormal"
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,28 @@ class RefundEvent:
     status: str
     amount_fen: int
     provider_refund_id: str = ""
+    # When the provider accepted the refund (WeChat Pay create_time), when it says so.
+    accepted_at: datetime | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProfitSharingEvent:
+    """What a provider says about a profit-sharing order (WeChat Pay 分账动账 notifications): one
+    receiver's share moved (``status`` ``succeeded``) or came back (``returned``)."""
+
+    provider: str
+    out_order_no: str
+    status: str
+    receiver_type: str
+    receiver_account: str
+    amount_fen: int
+    transaction_id: str = ""
+    provider_order_id: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+SHARING_SUCCEEDED, SHARING_RETURNED = "succeeded", "returned"
 
 
 class NotificationRejected(Exception):
@@ -149,7 +173,7 @@ class PaymentProvider(Protocol):
 
     def parse_notification(
         self, headers: Mapping[str, str], body: bytes
-    ) -> PaymentEvent | RefundEvent:
+    ) -> PaymentEvent | RefundEvent | ProfitSharingEvent:
         """Verify and decode a notification; raise NotificationRejected if it is not genuine."""
         ...
 

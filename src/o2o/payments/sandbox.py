@@ -102,6 +102,18 @@ class SandboxProvider:
             provider_refund_id=self._refund_id(refund.refund_no),
         )
 
+    def apply_abnormal_refund(
+        self, refund: RefundRequest, *, provider_refund_id: str, kind: str, **_bank: str | None
+    ) -> RefundEvent:
+        """异常退款 in the sandbox: accepted, on its way again (a query then says it arrived)."""
+        return RefundEvent(
+            self.name,
+            refund.refund_no,
+            REFUND_PROCESSING,
+            refund.amount_fen,
+            provider_refund_id=provider_refund_id or self._refund_id(refund.refund_no),
+        )
+
     def parse_notification(
         self, headers: Mapping[str, str], body: bytes
     ) -> PaymentEvent | RefundEvent:

@@ -11,7 +11,8 @@ from o2o.schemas import Schema
 
 ProviderName = Literal["sandbox", "wechatpay"]
 PayMethod = Literal["cashier", "jsapi", "native"]
-RefundStatus = Literal["pending", "processing", "succeeded", "failed"]
+RefundStatus = Literal["pending", "processing", "succeeded", "failed", "abnormal"]
+AbnormalRefundType = Literal["USER_BANK_CARD", "MERCHANT_BANK_CARD"]
 
 
 class PayIn(Schema):
@@ -65,3 +66,21 @@ class RefundAdminOut(Schema):
     next_attempt_at: datetime
     # Open for more than an hour: someone should look (a refund shown as done must be done).
     stuck: bool
+    # 退款异常: reported when; how the operator had it handled (异常退款), by whom, when.
+    abnormal_at: datetime | None = None
+    abnormal_handling: str = ""
+    abnormal_handled_at: datetime | None = None
+
+
+class AbnormalRefundIn(Schema):
+    """异常退款: where an abnormal refund's money goes. ``USER_BANK_CARD`` needs the payer's bank
+    (WeChat Pay's bank type, e.g. ``ICBC_DEBIT``), card number and name — sent to WeChat Pay
+    encrypted, never stored; ``MERCHANT_BANK_CARD`` sends it back to the merchant's bank account
+    (to be paid to the consumer outside WeChat Pay)."""
+
+    type: AbnormalRefundType
+    bank_type: (
+        Annotated[str, Field(min_length=2, max_length=32, pattern=r"^[A-Z][A-Z0-9_]+$")] | None
+    ) = None
+    bank_account: Annotated[str, Field(min_length=8, max_length=30, pattern=r"^\d+$")] | None = None
+    real_name: Annotated[str, Field(min_length=1, max_length=50)] | None = None

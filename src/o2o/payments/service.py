@@ -50,10 +50,12 @@ from o2o.payments.models import (
     PAYABLE,
     PAYMENT_STATUS,
     PENDING,
+    REFUND_ABNORMAL,
     REFUND_OPEN,
     REFUND_PENDING,
     REFUND_STATUS,
     REFUND_SUCCEEDED,
+    REFUND_SWEPT,
     REVIVED,
     SUCCEEDED,
     Payment,
@@ -69,11 +71,15 @@ from o2o.payments.providers import (
     PaymentEvent,
     PaymentProvider,
     PaymentRequest,
+    ProfitSharingEvent,
     ProviderRefused,
     ProviderUnavailable,
     RefundEvent,
     RefundRequest,
     SubOrder,
+)
+from o2o.payments.providers import (
+    REFUND_ABNORMAL as EVENT_REFUND_ABNORMAL,
 )
 from o2o.payments.providers import (
     REFUND_PROCESSING as EVENT_REFUND_PROCESSING,
@@ -95,6 +101,9 @@ REFUND_RETRY_FIRST = timedelta(seconds=5)
 REFUND_RETRY_MAX = timedelta(hours=1)
 # A refund open for longer than this is shown to the operator as stuck.
 REFUND_STUCK_AFTER = timedelta(hours=1)
+# An abnormal refund is asked about this often (the operator may handle it in the merchant
+# platform instead of here).
+ABNORMAL_QUERY_EVERY = timedelta(hours=1)
 SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "x-api-key"})
 
 # Called inside the transaction, with the payment row locked, when a payment becomes
@@ -109,6 +118,13 @@ refund_failed_listeners: list[Any] = []
 # Called inside the transaction when a failed refund is sent again (same refund_no, amount
 # reserved again): (session, refund) -> None.
 refund_retried_listeners: list[Any] = []
+# Called inside the transaction when the provider reports a refund abnormal (退款异常: the money
+# left the merchant account, the payer's account refused it; still reserved): (session, refund).
+refund_abnormal_listeners: list[Any] = []
+# Applies a provider's profit-sharing event (分账动账) and says what became of it (a result such
+# as "applied", "duplicate", "unknown"): (db, settings, event) -> str. The settlement domain
+# registers it; without one the event is recorded and ignored.
+profit_sharing_listeners: list[Any] = []
 # Vetoes on the consumer's full refund, (session, order) -> None raising Conflict: e.g. the
 # shipping domain refuses once any line of the order has shipped (partial shipments keep the
 # order ``paid``).
@@ -359,6 +375,9 @@ def apply_refund_event(session: Session, event: RefundEvent) -> Applied:
     now = utcnow()
     if event.provider_refund_id and not refund.provider_refund_id:
         refund.provider_refund_id = event.provider_refund_id[:64]
+    if refund.accepted_at is None and event.status != REFUND_FAILED:
+        # The provider has it: the day its bill lists the refund on (发起退款成功时间).
+        refund.accepted_at = event.accepted_at or now
     if event.status == EVENT_REFUND_SUCCEEDED:
         if refund.status == REFUND_SUCCEEDED:
             return Applied("duplicate")
@@ -379,12 +398,16 @@ def apply_refund_event(session: Session, event: RefundEvent) -> Applied:
     if event.status == EVENT_REFUND_PROCESSING:
         if refund.status == REFUND_PENDING:
             refund.status = REFUND_STATUS.next_state(refund.status, "accept")
-            refund.accepted_at = now
             refund.updated_at = now
             return Applied("applied")
         return Applied("duplicate")
-    if event.status == REFUND_FAILED:
+    if event.status == EVENT_REFUND_ABNORMAL:
         if refund.status in REFUND_OPEN:
+            _refund_abnormal(session, refund, str(event.raw.get("reason", "")), now)
+            return Applied("applied")
+        return Applied("duplicate" if refund.status == REFUND_ABNORMAL else "ignored")
+    if event.status == REFUND_FAILED:
+        if refund.status in REFUND_SWEPT:
             _fail_refund(session, refund, str(event.raw.get("reason", "provider says failed")), now)
             return Applied("applied")
         return Applied("duplicate" if refund.status == REFUND_FAILED else "ignored")
@@ -411,6 +434,23 @@ def _after_refund_succeeded(session: Session, refund: Refund, now: datetime) -> 
     session.flush()
     for listener in refund_succeeded_listeners:
         listener(session, refund, order)
+
+
+def _refund_abnormal(session: Session, refund: Refund, reason: str, now: datetime) -> None:
+    """退款异常: the money has left the merchant account, so nothing is released — the amount
+    stays reserved and the order stays as it is; the operator sees it (admin 退款) and has it
+    sent to a bank card (异常退款). The sweep asks the provider now and then meanwhile."""
+    refund.status = REFUND_STATUS.next_state(refund.status, "abnormal")
+    refund.abnormal_at = now
+    refund.updated_at = now
+    refund.last_error = (reason or "退款异常")[:500]
+    refund.next_attempt_at = now + ABNORMAL_QUERY_EVERY
+    log.error(
+        "refund %s is abnormal: %s — the operator must apply 异常退款", refund.refund_no, reason
+    )
+    session.flush()
+    for listener in refund_abnormal_listeners:
+        listener(session, refund)
 
 
 def _fail_refund(session: Session, refund: Refund, error: str, now: datetime) -> None:
@@ -537,11 +577,52 @@ def handle_notification(
         )
         return provider.answer(False, exc.reason)
     try:
+        if isinstance(event, ProfitSharingEvent):
+            record_and_apply_sharing(db, settings, event, headers=kept, body=text)
+            return provider.answer(True)
         applied = record_and_apply(db, event, headers=kept, body=text)
     except Exception:
         return provider.answer(False, "处理失败，请重试")
     _submit_refunds(db, settings, applied.refund_ids)
     return provider.answer(True)
+
+
+def record_and_apply_sharing(
+    db: Database,
+    settings: Settings,
+    event: ProfitSharingEvent,
+    *,
+    headers: Mapping[str, str] | None = None,
+    body: str = "",
+) -> str:
+    """A profit-sharing event (分账动账): stored like every notification, then handed to the
+    settlement domain's listener (it owns the sharing orders). Raises if that failed: the
+    provider delivers again."""
+    notification_id = _store_notification(
+        db,
+        provider=event.provider[:20],
+        headers=dict(headers or {}),
+        body=body,
+        verified=True,
+        event_status=f"sharing_{event.status}"[:20],
+        amount_fen=event.amount_fen,
+    )
+    result, detail = "ignored", f"分账单 {event.out_order_no}"
+    try:
+        for listener in profit_sharing_listeners:
+            result = listener(db, settings, event)
+    except Exception as exc:
+        log.exception("applying %s sharing notification %s failed", event.provider, notification_id)
+        result, detail = "error", repr(exc)
+        raise
+    finally:
+        with db.transaction() as session:
+            session.execute(
+                update(PaymentNotification)
+                .where(PaymentNotification.id == notification_id)
+                .values(result=result[:30], detail=detail[:500], processed_at=utcnow())
+            )
+    return result
 
 
 def _submit_refunds(db: Database, settings: Settings, refund_ids: Sequence[int]) -> None:
@@ -895,7 +976,7 @@ def submit_refund(
             update(Refund)
             .where(
                 Refund.id == refund_id,
-                Refund.status.in_(REFUND_OPEN),
+                Refund.status.in_(REFUND_SWEPT),
                 Refund.next_attempt_at <= now,
             )
             .values(attempts=Refund.attempts + 1, updated_at=now)
@@ -905,10 +986,11 @@ def submit_refund(
         if claimed is None:
             return "skipped"
         attempts, status, provider_name = claimed
+        wait = ABNORMAL_QUERY_EVERY if status == REFUND_ABNORMAL else _backoff(attempts)
         session.execute(
             update(Refund)
             .where(Refund.id == refund_id)
-            .values(next_attempt_at=now + _backoff(attempts))
+            .values(next_attempt_at=now + wait)
             .execution_options(synchronize_session=False)
         )
         refund = session.get(Refund, refund_id)
@@ -927,6 +1009,7 @@ def submit_refund(
     except ProviderRefused as exc:
         with db.transaction() as session:
             refund = session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())
+            # Never for an abnormal refund: its money has left; only the provider's word moves it.
             if refund is not None and refund.status in REFUND_OPEN:
                 _fail_refund(session, refund, f"{exc.code}: {exc.message}", utcnow())
         return "failed"
@@ -957,7 +1040,7 @@ def process_refunds(
         due = list(
             session.scalars(
                 select(Refund.id)
-                .where(Refund.status.in_(REFUND_OPEN), Refund.next_attempt_at <= now)
+                .where(Refund.status.in_(REFUND_SWEPT), Refund.next_attempt_at <= now)
                 .order_by(Refund.next_attempt_at)
                 .limit(batch)
             )
@@ -1066,7 +1149,10 @@ __all__ = [
     "handle_notification",
     "payment_succeeded_listeners",
     "process_refunds",
+    "profit_sharing_listeners",
     "record_and_apply",
+    "record_and_apply_sharing",
+    "refund_abnormal_listeners",
     "refund_failed_listeners",
     "refund_retried_listeners",
     "refund_succeeded_listeners",

@@ -7,45 +7,50 @@ failure (retry) from a refusal (do not); and its callback check does not enforce
 5-minute timestamp window. The wire formats are small, so we implement them here over
 ``cryptography`` (wechatpay_crypto.py) and a sync ``httpx`` client.
 
+This module: errors, configuration, request shapes, signature verification and notification
+decryption. The client is split along its sections: ``wechatpay_transport.py`` (signing,
+failover, verified answers, platform keys — ``wechatpay_certs.py`` — and notifications) and
+``wechatpay_client.py`` (the API calls); ``WeChatPayClient`` is importable from here.
+
 Amounts are integer fen (分) throughout; WeChat Pay's JSON also uses fen.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
+import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from types import TracebackType
-from typing import Any, Literal
-from urllib.parse import quote, urlencode, urlsplit
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from o2o.payments.wechatpay_bill import TradeBill, parse_trade_bill, yuan_to_fen
+from o2o.payments.wechatpay_certs import (
+    PlatformCertificate,
+    PlatformKeys,
+)
 from o2o.payments.wechatpay_crypto import (
     AEAD_ALGORITHM,
     SIGNATURE_SCHEME,
     aes_gcm_decrypt,
-    build_authorization,
-    jsapi_sign_message,
-    load_private_key,
     load_public_key,
-    new_nonce,
     response_message,
-    rsa_oaep_encrypt,
-    rsa_sign,
     rsa_verify,
 )
 from o2o.timeutil import CHINA_TZ
 
+if TYPE_CHECKING:
+    from o2o.payments.wechatpay_client import WeChatPayClient
+
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "DEFAULT_BACKUP_BASE_URL",
     "DEFAULT_BASE_URL",
     "BillDownloadTicket",
     "CombineSubOrder",
@@ -68,6 +73,10 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
+# The backup domain WeChat Pay documents for when the primary cannot be reached (跨城容灾).
+DEFAULT_BACKUP_BASE_URL = "https://api2.mch.weixin.qq.com"
+# After the primary failed to answer, go to the backup first for this long.
+PRIMARY_DOWN_SECONDS = 60.0
 USER_AGENT = "o2o-wechatpay/1.0 (+httpx)"
 # Hosts a bill download_url may point at; the Authorization header is only sent there.
 WECHATPAY_HOSTS = frozenset({"api.mch.weixin.qq.com", "api2.mch.weixin.qq.com"})
@@ -137,22 +146,35 @@ class WeChatPayConfig:
     appid: str
     private_key: str  # merchant API private key PEM (apiclient_key.pem)
     merchant_serial_no: str  # serial of the merchant API certificate
-    apiv3_key: str  # 32-byte APIv3 key: decrypts notifications and bill hashes
-    platform_public_key: str  # WeChat Pay public key PEM (pub_key.pem) or platform cert PEM
+    apiv3_key: str  # 32-byte APIv3 key: decrypts notifications, certificates
+    # WeChat Pay public key PEM (pub_key.pem) or a platform cert PEM; may be empty when the
+    # certificates are downloaded (``download_certificates``).
+    platform_public_key: str
     platform_serial: str = ""  # "PUB_KEY_ID_..." or cert serial; derived from a cert if empty
     notify_url: str = ""
     refund_notify_url: str = ""  # falls back to notify_url
     base_url: str = DEFAULT_BASE_URL
+    # Tried when ``base_url`` cannot be reached (connection error, timeout); "" = none. With the
+    # default ``base_url`` it defaults to WeChat Pay's documented backup domain.
+    backup_base_url: str | None = None
     timeout: float = 10.0
     partner: bool = False
     # During a key rotation WeChat Pay may sign with either key: serial → PEM.
     extra_platform_keys: Mapping[str, str] = field(default_factory=dict)
+    # Certificate mode: download (and keep rotating) the platform certificates.
+    download_certificates: bool = False
     max_clock_skew_seconds: int = 300
 
     def __post_init__(self) -> None:
         if len(self.apiv3_key.encode("utf-8")) != 32:
             raise ValueError("WeChat Pay APIv3 key must be exactly 32 bytes")
+        if not self.platform_public_key.strip() and not self.download_certificates:
+            raise ValueError("a platform public key (or certificate download) is required")
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        backup = self.backup_base_url
+        if backup is None:
+            backup = DEFAULT_BACKUP_BASE_URL if self.base_url == DEFAULT_BASE_URL else ""
+        object.__setattr__(self, "backup_base_url", backup.rstrip("/"))
 
     @property
     def sp_mchid(self) -> str:
@@ -259,19 +281,25 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-class _PlatformKeys:
-    def __init__(self, config: WeChatPayConfig) -> None:
+def _platform_keys(
+    config: WeChatPayConfig,
+    *,
+    fetch: Callable[[], list[PlatformCertificate]] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> PlatformKeys:
+    """The configured platform keys (public key and/or certificates), plus the downloaded
+    certificates when ``fetch`` is given (certificate mode)."""
+    static: dict[str, rsa.RSAPublicKey] = {}
+    primary: str | None = None
+    if config.platform_public_key.strip():
         key, cert_serial = load_public_key(config.platform_public_key)
-        serial = config.platform_serial or cert_serial
-        if not serial:
+        primary = config.platform_serial or cert_serial
+        if not primary:
             raise ValueError("platform_serial (the PUB_KEY_ID_...) is required with a bare key")
-        self.primary_serial = serial
-        self.keys: dict[str, rsa.RSAPublicKey] = {serial.upper(): key}
-        for extra_serial, pem in config.extra_platform_keys.items():
-            self.keys[extra_serial.upper()] = load_public_key(pem)[0]
-
-    def get(self, serial: str) -> rsa.RSAPublicKey | None:
-        return self.keys.get(serial.strip().upper())
+        static[primary] = key
+    for extra_serial, pem in config.extra_platform_keys.items():
+        static[extra_serial] = load_public_key(pem)[0]
+    return PlatformKeys(static, primary_serial=primary, fetch=fetch, clock=clock)
 
 
 def verify_wechatpay_signature(
@@ -280,10 +308,10 @@ def verify_wechatpay_signature(
     body: bytes,
     *,
     now: float | None = None,
-    _keys: _PlatformKeys | None = None,
+    _keys: PlatformKeys | None = None,
 ) -> None:
     """Check ``Wechatpay-*`` headers over ``TIMESTAMP\\nNONCE\\nBODY\\n``; raise if wrong."""
-    keys = _keys or _PlatformKeys(config)
+    keys = _keys or _platform_keys(config)
     h = _lower_headers(headers)
     serial = h.get("wechatpay-serial", "")
     signature = h.get("wechatpay-signature", "")
@@ -343,7 +371,7 @@ def parse_notification(
     body: bytes | str,
     *,
     now: float | None = None,
-    _keys: _PlatformKeys | None = None,
+    _keys: PlatformKeys | None = None,
 ) -> dict[str, Any]:
     """Verify and decrypt a WeChat Pay notification.
 
@@ -367,637 +395,11 @@ def parse_notification(
     return result
 
 
-# --------------------------------------------------------------------------- client
+def __getattr__(name: str) -> Any:
+    # The client lives in wechatpay_client.py (it builds on this module); imported lazily so
+    # ``from o2o.payments.wechatpay import WeChatPayClient`` works whichever is imported first.
+    if name == "WeChatPayClient":
+        from o2o.payments.wechatpay_client import WeChatPayClient
 
-
-class WeChatPayClient:
-    """Sync WeChat Pay v3 client. Thread-safe; reuse one per merchant account."""
-
-    def __init__(
-        self,
-        config: WeChatPayConfig,
-        *,
-        http_client: httpx.Client | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.config = config
-        self._private_key = load_private_key(config.private_key)
-        self._platform = _PlatformKeys(config)
-        self._platform_key = self._platform.keys[self._platform.primary_serial.upper()]
-        self._clock = clock
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.Client(timeout=config.timeout)
-
-    def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
-
-    def __enter__(self) -> WeChatPayClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    # ------------------------------------------------------------------ transport
-
-    def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        body: Mapping[str, Any] | None = None,
-        verify: bool = True,
-    ) -> httpx.Response:
-        content = (
-            json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-            if body is not None
-            else b""
-        )
-        headers = {
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-            # Tells WeChat Pay which of its keys we encrypted sensitive fields with.
-            "Wechatpay-Serial": self._platform.primary_serial,
-        }
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        request = self._http.build_request(method, url, content=content or None, headers=headers)
-        # Sign exactly the path+query httpx will put on the wire.
-        url_path = request.url.raw_path.decode("ascii")
-        request.headers["Authorization"] = build_authorization(
-            mchid=self.config.mchid,
-            serial_no=self.config.merchant_serial_no,
-            private_key=self._private_key,
-            method=method,
-            url_path=url_path,
-            body=content,
-            timestamp=int(self._clock()),
-            nonce=new_nonce(),
-        )
-        try:
-            response = self._http.send(request)
-        except httpx.TransportError as exc:
-            raise WeChatPayNetworkError(f"{method} {url_path}: {exc!r}") from exc
-        if response.status_code >= 300:
-            raise self._error(response)
-        if verify:
-            verify_wechatpay_signature(
-                self.config,
-                response.headers,
-                response.content,
-                now=self._clock(),
-                _keys=self._platform,
-            )
-        return response
-
-    @staticmethod
-    def _error(response: httpx.Response) -> WeChatPayError:
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        if isinstance(payload, dict) and "code" in payload:
-            detail = payload.get("detail")
-            return WeChatPayError(
-                response.status_code,
-                str(payload["code"]),
-                str(payload.get("message", "")),
-                detail if isinstance(detail, dict) else None,
-            )
-        return WeChatPayError(response.status_code, "UNKNOWN", response.text[:200])
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str] | None = None,
-        body: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        url = self.config.base_url + path
-        if query:
-            url += "?" + urlencode(query)
-        response = self._send(method, url, body=body)
-        if not response.content:
-            return {}
-        data = response.json()
-        if not isinstance(data, dict):
-            raise WeChatPayError(response.status_code, "UNEXPECTED_BODY", "not a JSON object")
-        return data
-
-    # ------------------------------------------------------------------ mode helpers
-
-    def _sub(self, sub_mchid: str | None) -> str | None:
-        if self.config.partner and not sub_mchid:
-            raise ValueError("partner mode: sub_mchid is required")
-        if not self.config.partner and sub_mchid:
-            raise ValueError("direct mode: sub_mchid is only for partner configs")
-        return _check_no("sub_mchid", sub_mchid) if sub_mchid else None
-
-    def _merchant_ids(self, sub_mchid: str | None, sub_appid: str | None) -> dict[str, str]:
-        sub = self._sub(sub_mchid)
-        if sub is None:
-            return {"appid": self.config.appid, "mchid": self.config.mchid}
-        ids = {"sp_appid": self.config.appid, "sp_mchid": self.config.mchid, "sub_mchid": sub}
-        if sub_appid:
-            ids["sub_appid"] = sub_appid
-        return ids
-
-    def _notify_url(self, override: str | None) -> str:
-        url = override or self.config.notify_url
-        if not url:
-            raise ValueError("notify_url is required (set it on the config or pass it)")
-        return url
-
-    def _order_body(
-        self,
-        *,
-        out_trade_no: str,
-        description: str,
-        amount_fen: int,
-        time_expire: datetime,
-        attach: str | None,
-        notify_url: str | None,
-        profit_sharing: bool,
-        goods_tag: str | None,
-        sub_mchid: str | None,
-        sub_appid: str | None,
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = self._merchant_ids(sub_mchid, sub_appid)
-        body.update(
-            description=description,
-            out_trade_no=_check_no("out_trade_no", out_trade_no),
-            time_expire=format_time_expire(time_expire),
-            notify_url=self._notify_url(notify_url),
-            amount={"total": _check_fen("amount_fen", amount_fen), "currency": "CNY"},
-        )
-        if attach:
-            body["attach"] = attach
-        if goods_tag:
-            body["goods_tag"] = goods_tag
-        if profit_sharing:
-            body["settle_info"] = {"profit_sharing": True}
-        return body
-
-    def _pay_prefix(self) -> str:
-        return "/v3/pay/partner/transactions" if self.config.partner else "/v3/pay/transactions"
-
-    def _order_query(self, sub_mchid: str | None) -> dict[str, str]:
-        sub = self._sub(sub_mchid)
-        if sub is None:
-            return {"mchid": self.config.mchid}
-        return {"sp_mchid": self.config.mchid, "sub_mchid": sub}
-
-    # ------------------------------------------------------------------ prepay
-
-    def jsapi_prepay(
-        self,
-        *,
-        out_trade_no: str,
-        description: str,
-        amount_fen: int,
-        payer_openid: str,
-        time_expire: datetime,
-        attach: str | None = None,
-        notify_url: str | None = None,
-        profit_sharing: bool = False,
-        goods_tag: str | None = None,
-        sub_mchid: str | None = None,
-        sub_appid: str | None = None,
-        openid_of: Literal["sp", "sub"] = "sp",
-    ) -> str:
-        """JSAPI/mini-program order → ``prepay_id`` (valid 2 hours).
-
-        In partner mode the payer's openid belongs to ``sp_appid`` (``openid_of="sp"``)
-        or to ``sub_appid`` (``"sub"``); pass the matching appid to ``jsapi_pay_params``.
-        """
-        body = self._order_body(
-            out_trade_no=out_trade_no,
-            description=description,
-            amount_fen=amount_fen,
-            time_expire=time_expire,
-            attach=attach,
-            notify_url=notify_url,
-            profit_sharing=profit_sharing,
-            goods_tag=goods_tag,
-            sub_mchid=sub_mchid,
-            sub_appid=sub_appid,
-        )
-        if not self.config.partner:
-            body["payer"] = {"openid": payer_openid}
-        elif openid_of == "sub":
-            if not sub_appid:
-                raise ValueError("openid_of='sub' needs sub_appid")
-            body["payer"] = {"sub_openid": payer_openid}
-        else:
-            body["payer"] = {"sp_openid": payer_openid}
-        data = self._call("POST", f"{self._pay_prefix()}/jsapi", body=body)
-        return str(data["prepay_id"])
-
-    def native_prepay(
-        self,
-        *,
-        out_trade_no: str,
-        description: str,
-        amount_fen: int,
-        time_expire: datetime,
-        attach: str | None = None,
-        notify_url: str | None = None,
-        profit_sharing: bool = False,
-        goods_tag: str | None = None,
-        sub_mchid: str | None = None,
-        sub_appid: str | None = None,
-    ) -> str:
-        """Native (scan a QR code) order → ``code_url`` to render as a QR code."""
-        body = self._order_body(
-            out_trade_no=out_trade_no,
-            description=description,
-            amount_fen=amount_fen,
-            time_expire=time_expire,
-            attach=attach,
-            notify_url=notify_url,
-            profit_sharing=profit_sharing,
-            goods_tag=goods_tag,
-            sub_mchid=sub_mchid,
-            sub_appid=sub_appid,
-        )
-        data = self._call("POST", f"{self._pay_prefix()}/native", body=body)
-        return str(data["code_url"])
-
-    def jsapi_pay_params(self, prepay_id: str, *, appid: str | None = None) -> dict[str, str]:
-        """Parameters for ``wx.requestPayment`` / ``WeixinJSBridge`` (signType RSA)."""
-        app = appid or self.config.appid
-        timestamp = str(int(self._clock()))
-        nonce = new_nonce()
-        package = f"prepay_id={prepay_id}"
-        pay_sign = rsa_sign(self._private_key, jsapi_sign_message(app, timestamp, nonce, package))
-        return {
-            "appId": app,
-            "timeStamp": timestamp,
-            "nonceStr": nonce,
-            "package": package,
-            "signType": "RSA",
-            "paySign": pay_sign,
-        }
-
-    # ------------------------------------------------------------------ combined payment
-
-    def _combine_body(
-        self,
-        *,
-        combine_out_trade_no: str,
-        sub_orders: Sequence[CombineSubOrder],
-        time_expire: datetime,
-        notify_url: str | None,
-        payer_client_ip: str | None,
-    ) -> dict[str, Any]:
-        if not 2 <= len(sub_orders) <= 50:
-            raise ValueError("a combined payment has 2 to 50 sub-orders")
-        subs = []
-        for sub in sub_orders:
-            item: dict[str, Any] = {
-                "mchid": sub.mchid or self.config.mchid,
-                "attach": sub.attach,
-                "amount": {
-                    "total_amount": _check_fen("amount_fen", sub.amount_fen),
-                    "currency": "CNY",
-                },
-                "out_trade_no": _check_no("out_trade_no", sub.out_trade_no),
-                "description": sub.description,
-            }
-            if sub.sub_mchid:
-                item["sub_mchid"] = _check_no("sub_mchid", sub.sub_mchid)
-            if sub.sub_appid:
-                item["sub_appid"] = sub.sub_appid
-            if sub.profit_sharing:
-                item["settle_info"] = {"profit_sharing": True}
-            subs.append(item)
-        body: dict[str, Any] = {
-            "combine_appid": self.config.appid,
-            "combine_mchid": self.config.mchid,
-            "combine_out_trade_no": _check_no("combine_out_trade_no", combine_out_trade_no),
-            "sub_orders": subs,
-            "time_expire": format_time_expire(time_expire),
-            "notify_url": self._notify_url(notify_url),
-        }
-        if payer_client_ip:
-            body["scene_info"] = {"payer_client_ip": payer_client_ip}
-        return body
-
-    def combine_jsapi_prepay(
-        self,
-        *,
-        combine_out_trade_no: str,
-        sub_orders: Sequence[CombineSubOrder],
-        payer_openid: str,
-        time_expire: datetime,
-        notify_url: str | None = None,
-        payer_client_ip: str | None = None,
-    ) -> str:
-        """合单 JSAPI order (one password for several merchants' orders) → ``prepay_id``."""
-        body = self._combine_body(
-            combine_out_trade_no=combine_out_trade_no,
-            sub_orders=sub_orders,
-            time_expire=time_expire,
-            notify_url=notify_url,
-            payer_client_ip=payer_client_ip,
-        )
-        body["combine_payer_info"] = {"openid": payer_openid}
-        return str(self._call("POST", "/v3/combine-transactions/jsapi", body=body)["prepay_id"])
-
-    def combine_native_prepay(
-        self,
-        *,
-        combine_out_trade_no: str,
-        sub_orders: Sequence[CombineSubOrder],
-        time_expire: datetime,
-        payer_client_ip: str,
-        notify_url: str | None = None,
-    ) -> str:
-        """合单 Native order → ``code_url``."""
-        body = self._combine_body(
-            combine_out_trade_no=combine_out_trade_no,
-            sub_orders=sub_orders,
-            time_expire=time_expire,
-            notify_url=notify_url,
-            payer_client_ip=payer_client_ip,
-        )
-        return str(self._call("POST", "/v3/combine-transactions/native", body=body)["code_url"])
-
-    def query_combine_order(self, combine_out_trade_no: str) -> dict[str, Any]:
-        """Combined order with per-sub-order ``trade_state``, ``transaction_id``, amounts."""
-        no = quote(_check_no("combine_out_trade_no", combine_out_trade_no), safe="")
-        return self._call("GET", f"/v3/combine-transactions/out-trade-no/{no}")
-
-    def close_combine_order(
-        self, combine_out_trade_no: str, sub_orders: Sequence[CombineSubOrder]
-    ) -> None:
-        """Close every unpaid sub-order of a combined payment (204 on success)."""
-        no = quote(_check_no("combine_out_trade_no", combine_out_trade_no), safe="")
-        subs = []
-        for sub in sub_orders:
-            item = {"mchid": sub.mchid or self.config.mchid, "out_trade_no": sub.out_trade_no}
-            if sub.sub_mchid:
-                item["sub_mchid"] = sub.sub_mchid
-            if sub.sub_appid:
-                item["sub_appid"] = sub.sub_appid
-            subs.append(item)
-        body = {"combine_appid": self.config.appid, "sub_orders": subs}
-        self._call("POST", f"/v3/combine-transactions/out-trade-no/{no}/close", body=body)
-
-    # ------------------------------------------------------------------ order query / close
-
-    def query_order(self, out_trade_no: str, *, sub_mchid: str | None = None) -> dict[str, Any]:
-        """Order by our number: ``trade_state`` (SUCCESS, REFUND, NOTPAY, CLOSED, ...),
-        ``transaction_id``, ``amount{total,payer_total,currency}``, ``success_time``."""
-        no = quote(_check_no("out_trade_no", out_trade_no), safe="")
-        return self._call(
-            "GET", f"{self._pay_prefix()}/out-trade-no/{no}", query=self._order_query(sub_mchid)
-        )
-
-    def query_order_by_transaction_id(
-        self, transaction_id: str, *, sub_mchid: str | None = None
-    ) -> dict[str, Any]:
-        tid = quote(_check_no("transaction_id", transaction_id), safe="")
-        return self._call(
-            "GET", f"{self._pay_prefix()}/id/{tid}", query=self._order_query(sub_mchid)
-        )
-
-    def close_order(self, out_trade_no: str, *, sub_mchid: str | None = None) -> None:
-        no = quote(_check_no("out_trade_no", out_trade_no), safe="")
-        self._call(
-            "POST",
-            f"{self._pay_prefix()}/out-trade-no/{no}/close",
-            body=self._order_query(sub_mchid),
-        )
-
-    # ------------------------------------------------------------------ refunds
-
-    def refund(
-        self,
-        *,
-        out_refund_no: str,
-        refund_fen: int,
-        total_fen: int,
-        out_trade_no: str | None = None,
-        transaction_id: str | None = None,
-        reason: str | None = None,
-        notify_url: str | None = None,
-        sub_mchid: str | None = None,
-        funds_account: str | None = None,
-    ) -> dict[str, Any]:
-        """Apply for a refund. Returns the refund (``status`` usually PROCESSING).
-
-        Retrying with the same ``out_refund_no`` and amounts is safe: WeChat Pay answers
-        with the existing refund instead of refunding twice.
-        """
-        if (out_trade_no is None) == (transaction_id is None):
-            raise ValueError("pass exactly one of out_trade_no and transaction_id")
-        _check_fen("refund_fen", refund_fen)
-        _check_fen("total_fen", total_fen)
-        if refund_fen > total_fen:
-            raise ValueError("refund_fen cannot exceed total_fen")
-        body: dict[str, Any] = {}
-        sub = self._sub(sub_mchid)
-        if sub:
-            body["sub_mchid"] = sub
-        if out_trade_no is not None:
-            body["out_trade_no"] = _check_no("out_trade_no", out_trade_no)
-        else:
-            body["transaction_id"] = _check_no("transaction_id", transaction_id or "")
-        body["out_refund_no"] = _check_no("out_refund_no", out_refund_no)
-        if reason:
-            body["reason"] = reason
-        url = notify_url or self.config.refund_notify_url or self.config.notify_url
-        if url:
-            body["notify_url"] = url
-        if funds_account:
-            body["funds_account"] = funds_account
-        body["amount"] = {"refund": refund_fen, "total": total_fen, "currency": "CNY"}
-        return self._call("POST", "/v3/refund/domestic/refunds", body=body)
-
-    def query_refund(self, out_refund_no: str, *, sub_mchid: str | None = None) -> dict[str, Any]:
-        no = quote(_check_no("out_refund_no", out_refund_no), safe="")
-        sub = self._sub(sub_mchid)
-        return self._call(
-            "GET", f"/v3/refund/domestic/refunds/{no}", query={"sub_mchid": sub} if sub else None
-        )
-
-    # ------------------------------------------------------------------ profit sharing
-
-    def add_profit_sharing_receiver(
-        self,
-        *,
-        type: str,
-        account: str,
-        relation_type: str,
-        name: str | None = None,
-        custom_relation: str | None = None,
-        sub_mchid: str | None = None,
-        appid: str | None = None,
-    ) -> dict[str, Any]:
-        """Register a receiver (WeChat Pay requires it before sharing to that account)."""
-        body: dict[str, Any] = {"appid": appid or self.config.appid}
-        sub = self._sub(sub_mchid)
-        if sub:
-            body["sub_mchid"] = sub
-        body.update(type=type, account=account, relation_type=relation_type)
-        if name:
-            body["name"] = self.encrypt_sensitive(name)
-        if custom_relation:
-            body["custom_relation"] = custom_relation
-        return self._call("POST", "/v3/profitsharing/receivers/add", body=body)
-
-    def profit_sharing(
-        self,
-        *,
-        transaction_id: str,
-        out_order_no: str,
-        receivers: Sequence[ProfitSharingReceiver],
-        unfreeze_unsplit: bool,
-        sub_mchid: str | None = None,
-        appid: str | None = None,
-    ) -> dict[str, Any]:
-        """Request 分账 of a paid order (placed with profit_sharing=True).
-
-        ``unfreeze_unsplit=True`` releases whatever is left to the merchant afterwards.
-        Returns the sharing order: ``state`` PROCESSING/FINISHED and per-receiver ``result``.
-        """
-        if not receivers:
-            raise ValueError("profit sharing needs at least one receiver")
-        body: dict[str, Any] = {"appid": appid or self.config.appid}
-        sub = self._sub(sub_mchid)
-        if sub:
-            body["sub_mchid"] = sub
-        items = []
-        for r in receivers:
-            item: dict[str, Any] = {
-                "type": r.type,
-                "account": r.account,
-                "amount": _check_fen("receiver amount_fen", r.amount_fen),
-                "description": r.description,
-            }
-            if r.name:
-                item["name"] = self.encrypt_sensitive(r.name)
-            items.append(item)
-        body.update(
-            transaction_id=_check_no("transaction_id", transaction_id),
-            out_order_no=_check_no("out_order_no", out_order_no),
-            receivers=items,
-            unfreeze_unsplit=unfreeze_unsplit,
-        )
-        return self._call("POST", "/v3/profitsharing/orders", body=body)
-
-    def query_profit_sharing(
-        self, out_order_no: str, *, transaction_id: str, sub_mchid: str | None = None
-    ) -> dict[str, Any]:
-        no = quote(_check_no("out_order_no", out_order_no), safe="")
-        query = {"transaction_id": _check_no("transaction_id", transaction_id)}
-        sub = self._sub(sub_mchid)
-        if sub:
-            query["sub_mchid"] = sub
-        return self._call("GET", f"/v3/profitsharing/orders/{no}", query=query)
-
-    def unfreeze_profit_sharing(
-        self,
-        *,
-        transaction_id: str,
-        out_order_no: str,
-        description: str,
-        sub_mchid: str | None = None,
-    ) -> dict[str, Any]:
-        """Release the unshared remainder of an order to the merchant (解冻剩余资金)."""
-        body: dict[str, Any] = {}
-        sub = self._sub(sub_mchid)
-        if sub:
-            body["sub_mchid"] = sub
-        body.update(
-            transaction_id=_check_no("transaction_id", transaction_id),
-            out_order_no=_check_no("out_order_no", out_order_no),
-            description=description,
-        )
-        return self._call("POST", "/v3/profitsharing/orders/unfreeze", body=body)
-
-    def encrypt_sensitive(self, plaintext: str) -> str:
-        """Encrypt a sensitive field for WeChat Pay with its platform public key."""
-        return rsa_oaep_encrypt(self._platform_key, plaintext)
-
-    # ------------------------------------------------------------------ bills
-
-    def apply_trade_bill(
-        self,
-        bill_date: date,
-        *,
-        bill_type: Literal["ALL", "SUCCESS", "REFUND"] = "ALL",
-        sub_mchid: str | None = None,
-        gzip_file: bool = False,
-    ) -> BillDownloadTicket:
-        """Ask for the trade bill of a day (ready after ~10:00 the next day)."""
-        query = {"bill_date": bill_date.isoformat(), "bill_type": bill_type}
-        if sub_mchid:
-            if not self.config.partner:
-                raise ValueError("direct mode: sub_mchid is only for partner configs")
-            query["sub_mchid"] = _check_no("sub_mchid", sub_mchid)
-        if gzip_file:
-            query["tar_type"] = "GZIP"
-        data = self._call("GET", "/v3/bill/tradebill", query=query)
-        return BillDownloadTicket(
-            download_url=str(data["download_url"]),
-            hash_type=str(data.get("hash_type", "SHA1")),
-            hash_value=str(data.get("hash_value", "")),
-        )
-
-    def download_bill(self, ticket: BillDownloadTicket) -> bytes:
-        """Fetch a bill file; gunzips if needed and checks the hash from the ticket.
-
-        The download is not signed by WeChat Pay (it is a file stream), so the hash from
-        the signed apply response is what proves the content.
-        """
-        parts = urlsplit(ticket.download_url)
-        allowed = {urlsplit(self.config.base_url).netloc, *WECHATPAY_HOSTS}
-        if parts.netloc not in allowed:
-            raise WeChatPayVerificationError(
-                "malformed", f"download_url host {parts.netloc!r} is not WeChat Pay"
-            )
-        content = self._send("GET", ticket.download_url, verify=False).content
-        if content[:2] == b"\x1f\x8b":
-            content = gzip.decompress(content)
-        algorithm = ticket.hash_type.lower()
-        if algorithm not in {"sha1", "sha256"}:
-            raise WeChatPayVerificationError("malformed", f"unknown hash type {ticket.hash_type}")
-        digest = hashlib.new(algorithm, content).hexdigest()
-        if digest.lower() != ticket.hash_value.lower():
-            raise WeChatPayVerificationError("signature", "bill file hash does not match")
-        return content
-
-    def fetch_trade_bill(
-        self,
-        bill_date: date,
-        *,
-        bill_type: Literal["ALL", "SUCCESS", "REFUND"] = "ALL",
-        sub_mchid: str | None = None,
-    ) -> TradeBill:
-        """Apply, download and parse the trade bill of ``bill_date``."""
-        ticket = self.apply_trade_bill(bill_date, bill_type=bill_type, sub_mchid=sub_mchid)
-        return parse_trade_bill(self.download_bill(ticket))
-
-    # ------------------------------------------------------------------ notifications
-
-    def verify_signature(self, headers: Mapping[str, str], body: bytes) -> None:
-        verify_wechatpay_signature(
-            self.config, headers, body, now=self._clock(), _keys=self._platform
-        )
-
-    def parse_notification(self, headers: Mapping[str, str], body: bytes | str) -> dict[str, Any]:
-        """Verify (signature, serial, 5-minute timestamp) and decrypt a notification."""
-        return parse_notification(
-            self.config, headers, body, now=self._clock(), _keys=self._platform
-        )
-
-    def decrypt_resource(self, resource: Mapping[str, Any]) -> dict[str, Any]:
-        return decrypt_resource(self.config, resource)
+        return WeChatPayClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,17 +40,25 @@ def load_private_key(pem: str | bytes) -> rsa.RSAPrivateKey:
     return key
 
 
+def certificate_serial(cert: x509.Certificate) -> str:
+    """A certificate's serial number as WeChat Pay writes it: the bytes of the number in
+    upper-case hex, so a leading zero nibble is kept (``0798AB…``, not ``798AB…``) — what the
+    official SDKs produce (wechatpay-go ``fmt.Sprintf("%X", serial.Bytes())``)."""
+    number = cert.serial_number
+    return number.to_bytes(max(1, (number.bit_length() + 7) // 8), "big").hex().upper()
+
+
 def load_public_key(pem: str | bytes) -> tuple[rsa.RSAPublicKey, str | None]:
     """Load a platform public key (``pub_key.pem``) or a platform certificate.
 
     Returns the key and, for a certificate, its serial number in WeChat's notation
-    (upper-case hex) so the caller can use it as the ``Wechatpay-Serial`` to expect.
+    (``certificate_serial``) so the caller can use it as the ``Wechatpay-Serial`` to expect.
     """
     data = _as_bytes(pem)
     if b"BEGIN CERTIFICATE" in data:
         cert = x509.load_pem_x509_certificate(data)
         key = cert.public_key()
-        serial: str | None = format(cert.serial_number, "X")
+        serial: str | None = certificate_serial(cert)
     else:
         key = serialization.load_pem_public_key(data)
         serial = None

@@ -3,47 +3,8 @@
 It plugs the adapter (wechatpay.py) into the payment core: ``PaymentRequest`` / ``RefundRequest``
 in, ``PaymentEvent`` / ``RefundEvent`` out. It never touches the database.
 
-Configuration — every variable is optional; the provider is **enabled** only when all the
-required ones are set (``WeChatPaySettings.enabled``; ``problems()`` says what is missing):
-
-``O2O_WECHATPAY_MODE``
-    ``direct`` (default): the platform is an ordinary WeChat Pay merchant (普通商户) and every
-    payment is one plain order for the whole amount — the money of all the orders in a checkout
-    lands on the platform's account (资金归集), which is only acceptable when the operator is
-    itself the only seller. ``partner``: the platform is a service provider (服务商) and every
-    merchant a sub-merchant (``sub_mchid`` on the merchant record); a checkout with one order is a
-    partner order of that sub-merchant, a checkout across merchants a **combined payment**
-    (合单支付) whose sub-orders are the per-merchant orders, so the platform never pools money.
-``O2O_WECHATPAY_MCHID`` (required)
-    The merchant id (商户号); in partner mode the service provider's ``sp_mchid``.
-``O2O_WECHATPAY_APPID`` (required)
-    The AppID bound to the merchant id (公众号/小程序); in partner mode the ``sp_appid``. JSAPI
-    payers' openids must belong to this AppID.
-``O2O_WECHATPAY_PRIVATE_KEY`` (required)
-    The merchant API private key (``apiclient_key.pem``): the PEM text itself (``\\n`` escapes
-    are accepted) or the path of the file.
-``O2O_WECHATPAY_CERT_SERIAL_NO`` (required)
-    The serial number of the merchant API certificate (商户API证书序列号).
-``O2O_WECHATPAY_APIV3_KEY`` (required)
-    The 32-character APIv3 key; decrypts notifications.
-``O2O_WECHATPAY_PUBLIC_KEY`` and ``O2O_WECHATPAY_PUBLIC_KEY_ID``
-    The WeChat Pay public key (``pub_key.pem``, PEM text or path) and its id
-    (``PUB_KEY_ID_…``): verifies responses and notifications. Required unless
-    ``O2O_WECHATPAY_PLATFORM_CERTIFICATE`` is set.
-``O2O_WECHATPAY_PLATFORM_CERTIFICATE``
-    A WeChat Pay platform certificate (平台证书, PEM text or path), for merchants still on
-    certificates. When both a public key and a certificate are set, notifications signed with
-    either are accepted (the migration from certificates to the public key).
-``O2O_WECHATPAY_NOTIFY_URL``
-    Where WeChat Pay posts payment notifications. Default:
-    ``O2O_PUBLIC_BASE_URL`` + ``/api/v1/payments/notify/wechatpay`` (must be public HTTPS in
-    production).
-``O2O_WECHATPAY_REFUND_NOTIFY_URL``
-    Where refund notifications go; defaults to the notify URL (one endpoint handles both).
-``O2O_WECHATPAY_BASE_URL``
-    The API gateway, default ``https://api.mch.weixin.qq.com`` (tests point it at a local fake).
-``O2O_WECHATPAY_TIMEOUT``
-    Seconds to wait for WeChat Pay (default 10); a timeout is ``ProviderUnavailable``.
+Configuration: ``O2O_WECHATPAY_*``, read by ``WeChatPaySettings`` (wechatpay_settings.py, whose
+docstring explains every variable).
 
 Errors: our own mistakes (a partner-mode order without ``sub_mchid``, an ``expires_at`` beyond the
 2-hour validity of a prepay id, a JSAPI payment without the payer's openid) raise ``ValueError``
@@ -61,41 +22,40 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from o2o.payments.providers import (
     EVENT_CLOSED,
     EVENT_FAILED,
     EVENT_PENDING,
     EVENT_SUCCEEDED,
+    REFUND_ABNORMAL,
     REFUND_FAILED,
     REFUND_PROCESSING,
     REFUND_SUCCEEDED,
+    SHARING_RETURNED,
+    SHARING_SUCCEEDED,
     NotificationAnswer,
     NotificationRejected,
     PaymentEvent,
     PaymentRequest,
+    ProfitSharingEvent,
     ProviderRefused,
     ProviderUnavailable,
     RefundEvent,
     RefundRequest,
 )
 from o2o.payments.wechatpay import (
-    DEFAULT_BASE_URL,
     CombineSubOrder,
     WeChatPayClient,
-    WeChatPayConfig,
     WeChatPayError,
     WeChatPayNetworkError,
     WeChatPayVerificationError,
     notification_failure,
 )
-from o2o.payments.wechatpay_crypto import load_public_key
+from o2o.payments.wechatpay_settings import NOTIFY_PATH, WeChatPaySettings
 from o2o.timeutil import as_utc
 
 if TYPE_CHECKING:
@@ -114,7 +74,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROVIDER_NAME = "wechatpay"
-NOTIFY_PATH = "/api/v1/payments/notify/wechatpay"
 # A prepay id lives 2 hours: a payment window beyond that could not be paid at its end.
 PREPAY_VALIDITY = timedelta(hours=2)
 # WeChat Pay's description is string(127); stay inside it whatever it counts.
@@ -132,19 +91,27 @@ TRADE_STATES: dict[str, str] = {
     "PAYERROR": EVENT_FAILED,
 }
 PAID_STATES = frozenset({"SUCCESS", "REFUND"})
-# Refund status → ours. ABNORMAL (the payer's account cannot take the money back) and CLOSED are
-# not "the money arrived": both are failed, for the operator to handle.
+# Refund status → ours. CLOSED: the refund did not happen (failed, the amount is free again).
+# ABNORMAL: the money has left the merchant account but the payer's account (a cancelled or
+# frozen card) could not take it — not a failure: it stays reserved and the operator has it
+# sent to a bank card (异常退款, ``apply_abnormal_refund``).
 REFUND_STATES: dict[str, str] = {
     "PROCESSING": REFUND_PROCESSING,
     "SUCCESS": REFUND_SUCCEEDED,
-    "ABNORMAL": REFUND_FAILED,
+    "ABNORMAL": REFUND_ABNORMAL,
     "CLOSED": REFUND_FAILED,
 }
 # Why a refund did not arrive, for the operator (the core shows ``raw["reason"]``).
 REFUND_FAILURE_REASONS = {
-    "ABNORMAL": "退款异常：用户账户不可用，需在商户平台人工处理",
+    "ABNORMAL": "退款异常：原路退回失败（用户银行卡作废或冻结），款项已从商户账户扣出，需发起异常退款",
     "CLOSED": "退款关闭",
 }
+# 分账动账 notification types → our sharing event status.
+SHARING_EVENTS = {
+    "PROFITSHARING.SUCCESS": SHARING_SUCCEEDED,
+    "PROFITSHARING.RETURN": SHARING_RETURNED,
+}
+ABNORMAL_REFUND_TYPES = ("USER_BANK_CARD", "MERCHANT_BANK_CARD")
 NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "RESOURCE_NOT_EXISTS", "ORDERNOTEXIST"})
 # "The balance cannot cover this refund yet": the refund succeeds once the account is topped up.
 REFUND_RETRY_CODES = frozenset({"NOT_ENOUGH"})
@@ -158,133 +125,6 @@ def payment_status(trade_state: str) -> str:
 def refund_status(status: str) -> str:
     """Our refund status for a WeChat Pay refund ``status`` / ``refund_status``."""
     return REFUND_STATES.get(status, REFUND_PROCESSING)
-
-
-# --------------------------------------------------------------------------- settings
-
-
-def _pem_or_file(value: str, what: str) -> str:
-    """PEM text as such (with ``\\n`` escapes from a one-line env var), else a file path."""
-    text = value.strip()
-    if "-----BEGIN" in text:
-        return text.replace("\\n", "\n")
-    path = Path(text).expanduser()
-    try:
-        return path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{what}: neither PEM text nor a readable file ({path})") from exc
-
-
-def _looks_usable(value: str) -> bool:
-    text = value.strip()
-    return "-----BEGIN" in text or Path(text).expanduser().is_file()
-
-
-class WeChatPaySettings(BaseSettings):
-    """``O2O_WECHATPAY_*`` (see the module docstring for each variable)."""
-
-    model_config = SettingsConfigDict(env_prefix="O2O_WECHATPAY_", extra="ignore")
-
-    mode: Literal["direct", "partner"] = "direct"
-    mchid: str = ""
-    appid: str = ""
-    private_key: SecretStr = SecretStr("")
-    cert_serial_no: str = ""
-    apiv3_key: SecretStr = SecretStr("")
-    public_key: str = ""
-    public_key_id: str = ""
-    platform_certificate: str = ""
-    notify_url: str = ""
-    refund_notify_url: str = ""
-    base_url: str = DEFAULT_BASE_URL
-    timeout: float = Field(default=10.0, gt=0, le=60)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **values: Any) -> WeChatPaySettings:
-        """Read the environment (``values`` override it) and derive the notify URL from
-        ``O2O_PUBLIC_BASE_URL`` when it is not set."""
-        loaded = cls(**values)
-        if not loaded.notify_url:
-            derived = settings.public_base_url.rstrip("/") + NOTIFY_PATH
-            loaded = loaded.model_copy(update={"notify_url": derived})
-        return loaded
-
-    @property
-    def partner(self) -> bool:
-        return self.mode == "partner"
-
-    def problems(self) -> list[str]:
-        """What keeps this configuration from working (empty when fully configured)."""
-        found: list[str] = []
-        for name in ("mchid", "appid", "cert_serial_no"):
-            if not getattr(self, name).strip():
-                found.append(f"O2O_WECHATPAY_{name.upper()} is not set")
-        private_key = self.private_key.get_secret_value()
-        if not private_key.strip():
-            found.append("O2O_WECHATPAY_PRIVATE_KEY is not set")
-        elif not _looks_usable(private_key):
-            found.append("O2O_WECHATPAY_PRIVATE_KEY is neither PEM text nor an existing file")
-        if len(self.apiv3_key.get_secret_value().encode("utf-8")) != 32:
-            found.append("O2O_WECHATPAY_APIV3_KEY must be the 32-character APIv3 key")
-        has_key = bool(self.public_key.strip())
-        if has_key and not self.public_key_id.strip():
-            found.append("O2O_WECHATPAY_PUBLIC_KEY_ID (PUB_KEY_ID_...) is not set")
-        if has_key and not _looks_usable(self.public_key):
-            found.append("O2O_WECHATPAY_PUBLIC_KEY is neither PEM text nor an existing file")
-        if self.platform_certificate.strip() and not _looks_usable(self.platform_certificate):
-            found.append(
-                "O2O_WECHATPAY_PLATFORM_CERTIFICATE is neither PEM text nor an existing file"
-            )
-        if not has_key and not self.platform_certificate.strip():
-            found.append(
-                "set O2O_WECHATPAY_PUBLIC_KEY and O2O_WECHATPAY_PUBLIC_KEY_ID "
-                "(or O2O_WECHATPAY_PLATFORM_CERTIFICATE)"
-            )
-        if not self.notify_url.strip():
-            found.append("O2O_WECHATPAY_NOTIFY_URL is not set")
-        return found
-
-    @property
-    def enabled(self) -> bool:
-        """True only when every required value is there (the provider can be built)."""
-        return not self.problems()
-
-    def to_config(self) -> WeChatPayConfig:
-        """The adapter's config; ValueError when not fully configured or a key is unreadable."""
-        problems = self.problems()
-        if problems:
-            raise ValueError("WeChat Pay is not configured: " + "; ".join(problems))
-        extra: dict[str, str] = {}
-        if self.public_key.strip():
-            platform_key = _pem_or_file(self.public_key, "O2O_WECHATPAY_PUBLIC_KEY")
-            platform_serial = self.public_key_id.strip()
-            if self.platform_certificate.strip():
-                cert = _pem_or_file(self.platform_certificate, "O2O_WECHATPAY_PLATFORM_CERTIFICATE")
-                cert_serial = load_public_key(cert)[1]
-                if cert_serial:
-                    extra[cert_serial] = cert
-        else:
-            platform_key = _pem_or_file(
-                self.platform_certificate, "O2O_WECHATPAY_PLATFORM_CERTIFICATE"
-            )
-            platform_serial = ""  # taken from the certificate
-        return WeChatPayConfig(
-            mchid=self.mchid.strip(),
-            appid=self.appid.strip(),
-            private_key=_pem_or_file(
-                self.private_key.get_secret_value(), "O2O_WECHATPAY_PRIVATE_KEY"
-            ),
-            merchant_serial_no=self.cert_serial_no.strip(),
-            apiv3_key=self.apiv3_key.get_secret_value(),
-            platform_public_key=platform_key,
-            platform_serial=platform_serial,
-            notify_url=self.notify_url.strip(),
-            refund_notify_url=self.refund_notify_url.strip(),
-            base_url=self.base_url,
-            timeout=self.timeout,
-            partner=self.partner,
-            extra_platform_keys=extra,
-        )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -641,6 +481,35 @@ class WeChatPayProvider:
             raise
         return self._refund_event(data, status_key="status")
 
+    def apply_abnormal_refund(
+        self,
+        refund: RefundRequest,
+        *,
+        provider_refund_id: str,
+        kind: str,
+        bank_type: str | None = None,
+        bank_account: str | None = None,
+        real_name: str | None = None,
+    ) -> RefundEvent:
+        """异常退款: send an ``ABNORMAL`` refund to the payer's bank card (``USER_BANK_CARD``)
+        or back to the merchant's bank account (``MERCHANT_BANK_CARD``). The answer is the
+        refund, usually ``processing`` again; its end comes as for any refund."""
+        if kind not in ABNORMAL_REFUND_TYPES:
+            raise ValueError(f"unknown abnormal refund type {kind!r}")
+        if not provider_refund_id:
+            raise ValueError(f"refund {refund.refund_no} has no WeChat Pay refund id")
+        with _translated():
+            data = self.client.apply_abnormal_refund(
+                refund_id=provider_refund_id,
+                out_refund_no=refund.refund_no,
+                type=kind,  # type: ignore[arg-type]
+                bank_type=bank_type,
+                bank_account=bank_account,
+                real_name=real_name,
+                sub_mchid=self._refund_sub_mchid(refund),
+            )
+        return self._refund_event(data, status_key="status")
+
     def _refund_event(self, data: Mapping[str, Any], *, status_key: str) -> RefundEvent:
         amount = data.get("amount") or {}
         state = str(data.get(status_key) or "")
@@ -653,6 +522,7 @@ class WeChatPayProvider:
             status=refund_status(state),
             amount_fen=_int(amount.get("refund")),
             provider_refund_id=str(data.get("refund_id") or ""),
+            accepted_at=_parse_time(data.get("create_time")),
             raw=raw,
         )
 
@@ -660,7 +530,7 @@ class WeChatPayProvider:
 
     def parse_notification(
         self, headers: Mapping[str, str], body: bytes
-    ) -> PaymentEvent | RefundEvent:
+    ) -> PaymentEvent | RefundEvent | ProfitSharingEvent:
         """Verify (platform key signature, serial, 5-minute timestamp), decrypt (APIv3 key) and
         decode a notification; NotificationRejected(reason) when it is not genuine or not ours."""
         try:
@@ -683,7 +553,29 @@ class WeChatPayProvider:
             if not event_r.refund_no:
                 raise NotificationRejected("malformed: no out_refund_no in the refund")
             return dataclasses.replace(event_r, raw=_audit(parsed, event_r.raw))
+        if event_type in SHARING_EVENTS:
+            return self._sharing_event(event_type, resource, parsed)
         raise NotificationRejected(f"unsupported: event_type {event_type!r}")
+
+    def _sharing_event(
+        self, event_type: str, resource: Mapping[str, Any], parsed: dict[str, Any]
+    ) -> ProfitSharingEvent:
+        """分账动账: a receiver's share of a profit-sharing order moved (or came back)."""
+        receiver = resource.get("receiver")
+        out_order_no = str(resource.get("out_order_no") or "")
+        if not out_order_no or not isinstance(receiver, Mapping):
+            raise NotificationRejected("malformed: no out_order_no / receiver in the sharing")
+        return ProfitSharingEvent(
+            provider=self.name,
+            out_order_no=out_order_no,
+            status=SHARING_EVENTS[event_type],
+            receiver_type=str(receiver.get("type") or ""),
+            receiver_account=str(receiver.get("account") or ""),
+            amount_fen=_int(receiver.get("amount")),
+            transaction_id=str(resource.get("transaction_id") or ""),
+            provider_order_id=str(resource.get("order_id") or ""),
+            raw=parsed,
+        )
 
     def _check_owner(self, resource: Mapping[str, Any]) -> None:
         """A genuine notification for another merchant id must not move our payments."""

@@ -158,6 +158,10 @@ class ProfitSharingOrder(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+SOURCE_UPLOAD, SOURCE_CLI, SOURCE_DOWNLOAD = "upload", "cli", "download"
+SOURCE_LABELS = {SOURCE_UPLOAD: "手动导入", SOURCE_CLI: "命令行", SOURCE_DOWNLOAD: "自动下载"}
+
+
 class ReconciliationImport(Base):
     """对账: one imported WeChat Pay trade bill and what it disagreed on (kept for audit)."""
 
@@ -175,4 +179,36 @@ class ReconciliationImport(Base):
     findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     sha256: Mapped[str] = mapped_column(String(64), default="")
     imported_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # upload (admin page / API) | cli | download (the worker fetched the bill from WeChat Pay)
+    source: Mapped[str] = mapped_column(String(20), default=SOURCE_UPLOAD)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+BILL_PENDING, BILL_DONE = "pending", "done"
+
+
+class TradeBillDownload(Base):
+    """One day's WeChat Pay trade bill, fetched by the worker (``settlement_trade_bill``): one
+    row per bill day, so several workers download it once; retried until WeChat Pay has it."""
+
+    __tablename__ = "settlement_trade_bill_downloads"
+    __table_args__ = (
+        UniqueConstraint("provider", "bill_date"),
+        Index("ix_settlement_trade_bill_downloads_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20), default="wechatpay")
+    bill_date: Mapped[str] = mapped_column(String(10))
+    # pending (not fetched yet: not generated, unreachable, hash wrong) | done (reconciled)
+    status: Mapped[str] = mapped_column(String(12), default=BILL_PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A worker holds the row while it downloads (a crashed one's lease runs out).
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    hash_type: Mapped[str] = mapped_column(String(10), default="")
+    hash_value: Mapped[str] = mapped_column(String(128), default="")
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("reconciliation_imports.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -9,14 +9,19 @@ fields, summary lines, amounts in yuan → fen). Each bill row is a payment (``�
 ``payment_missing_here``       the bill has a payment we do not have as paid
 ``payment_missing_on_bill``    we have a WeChat Pay payment paid on a bill day; the bill not
 ``payment_amount_mismatch``    both have it, with different amounts
-``refund_missing_here``        the bill has a refund we do not have as succeeded
-``refund_missing_on_bill``     we have a WeChat Pay refund succeeded on a bill day; the bill not
+``refund_missing_here``        the bill has a refund we do not know WeChat Pay accepted
+``refund_missing_on_bill``     we have a WeChat Pay refund accepted on a bill day; the bill not
 ``refund_amount_mismatch``     both have it, with different amounts
 ``summary_mismatch``           the bill's own summary does not add up to its rows
 =============================  ==========================================================
 
 The bill days are the Beijing dates of its rows (or ``bill_date``). Rows are matched whatever
 their date, so a payment at 23:59:59 on our side and 00:00:01 on theirs is not a finding.
+
+A refund is on the bill of the day WeChat Pay *accepted* it (its 交易时间 is 发起退款成功时间, and
+the row is not moved or updated when the money lands later), so ours are dated by
+``accepted_at`` (the provider's create_time) and match whether they have landed yet or not —
+succeeded, still processing, or abnormal (the money left the merchant account either way).
 """
 
 from __future__ import annotations
@@ -26,17 +31,26 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from o2o.errors import ValidationFailed
 from o2o.orders.models import Order
-from o2o.payments.models import REFUND_SUCCEEDED, SUCCEEDED, Payment, Refund
+from o2o.payments.models import (
+    REFUND_ABNORMAL,
+    REFUND_PROCESSING,
+    REFUND_SUCCEEDED,
+    SUCCEEDED,
+    Payment,
+    Refund,
+)
 from o2o.payments.wechatpay_bill import TradeBill, parse_trade_bill
-from o2o.settlement.models import ReconciliationImport
+from o2o.settlement.models import SOURCE_UPLOAD, ReconciliationImport
 from o2o.timeutil import CHINA_TZ, as_utc, utcnow
 
 PROVIDER = "wechatpay"
+# Refunds WeChat Pay has accepted (its bill lists them): on their way, arrived, or abnormal.
+ACCEPTED_REFUNDS = (REFUND_PROCESSING, REFUND_SUCCEEDED, REFUND_ABNORMAL)
 REQUIRED_COLUMNS = ("交易时间", "商户订单号", "交易状态")
 NO_REFUND = frozenset({"", "0"})
 
@@ -76,6 +90,11 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.findings
+
+
+def _accepted(refund: Refund) -> bool:
+    """WeChat Pay took this refund (so its bill lists it), whatever became of it since."""
+    return refund.status in ACCEPTED_REFUNDS or refund.accepted_at is not None
 
 
 def _finding(kind: str, **kw: Any) -> Finding:
@@ -139,7 +158,16 @@ def _summary_findings(bill: TradeBill, payments_fen: int, refunds_fen: int) -> l
 
 def reconcile(session: Session, text: str, *, bill_date: date | None = None) -> Report:
     """Compare the bill with the database (read-only). Raises ValidationFailed on a bad bill."""
-    bill = _parse(text)
+    return reconcile_bill(session, _parse(text), bill_date=bill_date)
+
+
+def empty_bill() -> TradeBill:
+    """What a day without a bill (WeChat Pay: NO_STATEMENT_EXIST) is compared as."""
+    return TradeBill(header=list(REQUIRED_COLUMNS), rows=[], summary={})
+
+
+def reconcile_bill(session: Session, bill: TradeBill, *, bill_date: date | None = None) -> Report:
+    """``reconcile`` for a parsed bill."""
     payment_rows: dict[str, int] = {}
     refund_rows: dict[str, tuple[str, int]] = {}
     findings: list[Finding] = []
@@ -254,7 +282,7 @@ def reconcile(session: Session, text: str, *, bill_date: date | None = None) -> 
     }
     for no, (trade_no, bill_fen) in sorted(refund_rows.items()):
         refund = refunds.get(no)
-        if refund is None or refund.status != REFUND_SUCCEEDED:
+        if refund is None or not _accepted(refund):
             findings.append(
                 _finding(
                     "refund_missing_here",
@@ -277,13 +305,14 @@ def reconcile(session: Session, text: str, *, bill_date: date | None = None) -> 
             )
         else:
             matched += 1
+    accepted_on = func.coalesce(Refund.accepted_at, Refund.succeeded_at)
     for refund in session.scalars(
         select(Refund)
         .where(
             Refund.provider == PROVIDER,
-            Refund.status == REFUND_SUCCEEDED,
-            Refund.succeeded_at >= start,
-            Refund.succeeded_at < end,
+            Refund.status.in_(ACCEPTED_REFUNDS),
+            accepted_on >= start,
+            accepted_on < end,
         )
         .order_by(Refund.refund_no)
     ):
@@ -304,8 +333,15 @@ def reconcile(session: Session, text: str, *, bill_date: date | None = None) -> 
     )
 
 
-def store(session: Session, report: Report, text: str, *, actor_id: int | None) -> Report:
-    """Keep the import and its findings for audit."""
+def store(
+    session: Session,
+    report: Report,
+    text: str,
+    *,
+    actor_id: int | None,
+    source: str = SOURCE_UPLOAD,
+) -> Report:
+    """Keep the import and its findings for audit (``source``: upload, cli or download)."""
     record = ReconciliationImport(
         provider=PROVIDER,
         date_from=report.date_from,
@@ -318,6 +354,7 @@ def store(session: Session, report: Report, text: str, *, actor_id: int | None) 
         findings=[asdict(f) for f in report.findings],
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         imported_by=actor_id,
+        source=source,
         created_at=utcnow(),
     )
     session.add(record)

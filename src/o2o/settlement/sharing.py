@@ -7,9 +7,14 @@ platform (receiver ``MERCHANT_ID`` = the service provider's ``sp_mchid``) and �
 can be earned on that order (completed or refunded) — unfreeze the rest to the sub-merchant
 (``unfreeze_unsplit``). The remainder of an order still partly unearned stays frozen until its
 last line is settled. The payout (``wechat_profit_sharing``) is posted when WeChat Pay reports
-every sharing order ``FINISHED`` — in the answer or later by query (the worker job
-``settlement_profit_sharing`` and a repeated POST both query); a receiver ``CLOSED`` makes the
-statement ``sharing_failed`` for the operator.
+every sharing order ``FINISHED`` — in the answer, from WeChat Pay's 分账动账 notification
+(``PROFITSHARING.SUCCESS`` at the notify URL: the platform, as receiver, was paid its
+commission; applied here, then the order is queried at once for the rest), or later by query
+(the worker job ``settlement_profit_sharing`` and a repeated POST both query); a receiver
+``CLOSED`` makes the statement ``sharing_failed`` for the operator.
+
+Adding the platform as receiver (``MERCHANT_ID`` = ``sp_mchid``) needs its full registered name
+(``O2O_WECHATPAY_MERCHANT_NAME``), which the adapter sends encrypted with the platform key.
 
 Flow: (1) a database transaction validates the statement, moves it to ``sharing`` and writes
 the sharing orders (``pending``); (2) the calls to WeChat Pay happen outside any transaction,
@@ -21,9 +26,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from o2o.config import Settings
 from o2o.db import Database
@@ -31,8 +39,14 @@ from o2o.errors import Conflict
 from o2o.merchants.models import Merchant
 from o2o.orders.models import COMPLETED, REFUNDED, Order
 from o2o.payments import registry
+from o2o.payments import service as payments
 from o2o.payments.models import Payment
-from o2o.payments.providers import ProviderRefused, ProviderUnavailable
+from o2o.payments.providers import (
+    SHARING_SUCCEEDED,
+    ProfitSharingEvent,
+    ProviderRefused,
+    ProviderUnavailable,
+)
 from o2o.payments.wechatpay import ProfitSharingReceiver
 
 # The provider's translation of adapter errors (network/unverifiable → unavailable, else refused).
@@ -65,6 +79,12 @@ def _provider(settings: Settings) -> WeChatPayProvider:
         raise Conflict(
             "未开通微信支付服务商（partner）模式，不能分账；请改用银行打款",
             code="wechatpay_partner_not_configured",
+        )
+    if not provider.settings.merchant_name.strip():
+        raise Conflict(
+            "未配置平台商户全称（O2O_WECHATPAY_MERCHANT_NAME）：微信支付添加分账接收方时必须提供，"
+            "不能分账；请改用银行打款",
+            code="wechatpay_merchant_name_missing",
         )
     return provider
 
@@ -199,6 +219,7 @@ def _call(provider: WeChatPayProvider, share: dict[str, Any]) -> dict[str, Any]:
                     type="MERCHANT_ID",
                     account=provider.config.mchid,
                     relation_type=RECEIVER_RELATION,
+                    name=provider.settings.merchant_name.strip(),
                     sub_mchid=share["sub_mchid"],
                 )
                 answer = client.profit_sharing(
@@ -292,22 +313,32 @@ def advance(db: Database, settings: Settings, statement_id: int) -> SettlementSt
             share.updated_at = now
             for key, value in answer.items():
                 setattr(share, key, value)
-        if statement.status != SHARING:
-            return statement
-        states = {share.state for share in shares}
-        if SHARE_FAILED in states:
-            statement.status = STATEMENT_STATUS.next_state(statement.status, "sharing_failed")
-            statement.failure_reason = "; ".join(
-                f"{s.out_order_no}: {s.last_error or s.result.get('state', '')}"
-                for s in shares
-                if s.state == SHARE_FAILED
-            )[:500]
-            statement.updated_at = now
-        elif states <= {SHARE_FINISHED, SHARE_SKIPPED}:
-            service.record_payout(
-                session, statement, action="finish_sharing", via=VIA, actor_id=statement.paid_by
-            )
+        _conclude(session, statement, shares, now)
         return statement
+
+
+def _conclude(
+    session: Session,
+    statement: SettlementStatement,
+    shares: Sequence[ProfitSharingOrder],
+    now: datetime,
+) -> None:
+    """A statement in ``sharing`` whose orders all finished is paid; one failed: failed."""
+    if statement.status != SHARING:
+        return
+    states = {share.state for share in shares}
+    if SHARE_FAILED in states:
+        statement.status = STATEMENT_STATUS.next_state(statement.status, "sharing_failed")
+        statement.failure_reason = "; ".join(
+            f"{s.out_order_no}: {s.last_error or s.result.get('state', '')}"
+            for s in shares
+            if s.state == SHARE_FAILED
+        )[:500]
+        statement.updated_at = now
+    elif states <= {SHARE_FINISHED, SHARE_SKIPPED}:
+        service.record_payout(
+            session, statement, action="finish_sharing", via=VIA, actor_id=statement.paid_by
+        )
 
 
 def profit_share(
@@ -339,3 +370,97 @@ def advance_all(db: Database, settings: Settings, *, limit: int = 50) -> int:
         except Conflict:
             continue
     return moved
+
+
+# --- 分账动账 notifications ---------------------------------------------------------------------
+
+
+def _record_receiver(share: ProfitSharingOrder, event: ProfitSharingEvent) -> str:
+    """Mark the notified receiver paid in the share's last known answer; the share is finished
+    when every receiver WeChat Pay listed is. Returns the result for the notification log."""
+    result = dict(share.result or {})
+    receivers = [dict(r) for r in result.get("receivers") or []]
+    matched = [
+        r
+        for r in receivers
+        if r.get("type") == event.receiver_type and r.get("account") == event.receiver_account
+    ]
+    if not matched:
+        # Not in the answer we have (it was lost, or another receiver): the query decides.
+        return "recorded"
+    if matched[0].get("amount") != event.amount_fen:
+        log.error(
+            "sharing %s: WeChat Pay says %s fen to %s, we asked %s",
+            share.out_order_no,
+            event.amount_fen,
+            event.receiver_account,
+            matched[0].get("amount"),
+        )
+        return "amount_mismatch"
+    if matched[0].get("result") == "SUCCESS":
+        return "duplicate"
+    matched[0]["result"] = "SUCCESS"
+    matched[0]["finish_time"] = str(event.raw.get("resource", {}).get("success_time") or "")
+    result["receivers"] = receivers
+    share.result = result
+    if share.state in (SHARE_PENDING, SHARE_PROCESSING) and all(
+        r.get("result") == "SUCCESS" for r in receivers
+    ):
+        share.state = SHARE_FINISHED
+        result["state"] = "FINISHED"
+    return "applied"
+
+
+def on_profit_sharing_event(db: Database, settings: Settings, event: ProfitSharingEvent) -> str:
+    """The payment core's listener for a verified 分账动账 notification: record the receiver's
+    money on its sharing order (settling the statement when that was the last of it), then ask
+    WeChat Pay about the statement's orders right away — the notification is the cue, the
+    query the full answer (what was unfrozen to the merchant)."""
+    if event.provider != registry.WECHATPAY:
+        return "ignored"
+    if event.status != SHARING_SUCCEEDED:
+        # 分账回退 (PROFITSHARING.RETURN): we never ask for returns; the operator looks.
+        log.warning("sharing %s: %s notification ignored", event.out_order_no, event.status)
+        return "ignored"
+    with db.transaction() as session:
+        statement_id = session.scalar(
+            select(ProfitSharingOrder.statement_id).where(
+                ProfitSharingOrder.out_order_no == event.out_order_no
+            )
+        )
+        if statement_id is None:
+            return "unknown"
+        statement = session.scalar(
+            select(SettlementStatement)
+            .where(SettlementStatement.id == statement_id)
+            .with_for_update()
+        )
+        assert statement is not None
+        shares = list(
+            session.scalars(
+                select(ProfitSharingOrder)
+                .where(ProfitSharingOrder.statement_id == statement_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        )
+        share = next(s for s in shares if s.out_order_no == event.out_order_no)
+        now = utcnow()
+        if event.transaction_id and not share.transaction_id:
+            share.transaction_id = event.transaction_id[:64]
+        if event.provider_order_id and not share.wechat_order_id:
+            share.wechat_order_id = event.provider_order_id[:64]
+        outcome = _record_receiver(share, event)
+        share.updated_at = now
+        _conclude(session, statement, shares, now)
+        still_sharing = statement.status == SHARING
+    if still_sharing:
+        try:
+            advance(db, settings, statement_id)
+        except Exception:  # the worker asks again; the notification itself is applied
+            log.exception("querying the sharing of statement %s failed", statement_id)
+    return outcome
+
+
+if on_profit_sharing_event not in payments.profit_sharing_listeners:
+    payments.profit_sharing_listeners.append(on_profit_sharing_event)

@@ -20,12 +20,13 @@ from o2o.merchants.models import Merchant
 from o2o.payments import registry
 from o2o.payments.wechatpay_provider import WeChatPayProvider
 from o2o.schemas import Schema
-from o2o.settlement import reconciliation, service, sharing
+from o2o.settlement import bills, reconciliation, service, sharing
 from o2o.settlement.models import (
     PAID,
     READY,
     SHARING,
     SHARING_FAILED,
+    SOURCE_LABELS,
     STATEMENT_STATUS,
     ReconciliationImport,
     SettlementStatement,
@@ -239,10 +240,13 @@ def _render_reconciliation(
 ) -> Response:
     with page.read() as session:
         imports = _imports(session)
+        downloads = bills.recent(session)
     return page.render(
         "admin/reconciliation.html",
         form=form or Form.blank(BillForm),
         imports=imports,
+        downloads=downloads,
+        source_labels=SOURCE_LABELS,
         shown=shown,
         groups=_grouped(list(shown.findings or [])) if shown else [],
         status_code=status,
