@@ -3,19 +3,22 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Every package at the version the project is tested with (see README: "Pinned versions").
+CONSTRAINTS := constraints.txt
+PIP_INSTALL = $(BIN)/pip install -c $(CONSTRAINTS)
 
-.PHONY: run test lint format install install-dev worker clean
+.PHONY: run test lint format install install-dev worker clean constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip setuptools wheel
+	$(BIN)/pip install -c $(CONSTRAINTS) --upgrade pip setuptools wheel
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e .
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP_INSTALL) -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP_INSTALL) -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -38,5 +41,17 @@ format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## Re-pin constraints.txt to the newest releases pyproject.toml allows (then `make test`, commit)
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/pip install --upgrade pip setuptools wheel
+	.venv-constraints/bin/pip install -e '.[dev]'
+	{ echo "# The versions the project is tested with: every package, direct and transitive."; \
+	  echo "# Used by every 'make' install (pip install -c constraints.txt). Regenerate with"; \
+	  echo "# 'make constraints', run 'make test', commit both. Edit by hand only to hold one back."; \
+	  .venv-constraints/bin/pip freeze --all --exclude-editable; } > $(CONSTRAINTS)
+	rm -rf .venv-constraints
+
 clean:
-	rm -rf $(VENV) o2o.db o2o.db-wal o2o.db-shm .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-constraints o2o.db o2o.db-wal o2o.db-shm .pytest_cache .ruff_cache

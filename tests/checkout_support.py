@@ -183,7 +183,7 @@ def holds_by_status(db: Database, item_id: int) -> dict[str, int]:
             select(InventoryHold.status, func.sum(InventoryHold.quantity))
             .where(InventoryHold.item_id == item_id)
             .group_by(InventoryHold.status)
-        ).tuples()
+        )
         return {status: int(n) for status, n in rows}
 
 

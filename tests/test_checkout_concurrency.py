@@ -295,9 +295,7 @@ def reconcile(url: str, item_id: int) -> dict[str, int]:
                     select(InventoryHold.status, func.sum(InventoryHold.quantity))
                     .where(InventoryHold.item_id == item_id)
                     .group_by(InventoryHold.status)
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             paid_units = session.scalar(
                 select(func.coalesce(func.sum(OrderLine.quantity), 0))
@@ -321,9 +319,7 @@ def reconcile(url: str, item_id: int) -> dict[str, int]:
                 )
             ).all()
             payments = dict(
-                session.execute(select(Payment.status, func.count()).group_by(Payment.status))
-                .tuples()
-                .all()
+                session.execute(select(Payment.status, func.count()).group_by(Payment.status)).all()
             )
     finally:
         db.dispose()

@@ -478,18 +478,14 @@ def test_demo_has_vouchers_in_every_state(db: Any) -> None:
                 select(Voucher.status, func.count())
                 .where(Voucher.user_id == consumer_id)
                 .group_by(Voucher.status)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         demo_orders = dict(
             session.execute(
                 select(Order.status, func.count())
                 .where(Order.note == "演示订单")
                 .group_by(Order.status)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     assert {UNUSED, REDEEMED, REFUNDED, EXPIRED} <= set(by_status), by_status
     assert by_status[REDEEMED] == 2 and by_status[EXPIRED] == 1 and by_status[REFUNDED] == 1

@@ -16,7 +16,7 @@ from o2o.config import Settings, get_settings
 from o2o.db import Database
 from o2o.errors import install_error_handlers, problem_response
 from o2o.http_headers import HeadAsGetMiddleware, SecurityHeadersMiddleware
-from o2o.registry import domain_modules
+from o2o.registry import domain_modules, load_models
 from o2o.web.install import install_pages
 from o2o.worker import BackgroundWorker
 
@@ -32,6 +32,7 @@ def domain_routers() -> list[APIRouter]:
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
+    load_models()
     settings = settings or get_settings()
     db = Database.from_url(settings.database_url)
 

@@ -12,12 +12,19 @@ import typer
 
 from o2o import migrate
 from o2o.config import get_settings
+from o2o.registry import load_models
 
 app = typer.Typer(help="O2O Platform: 平台电商 + 到店 O2O", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic migrations)", no_args_is_help=True)
 admin_app = typer.Typer(help="Platform operators", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+
+
+@app.callback()
+def _start() -> None:
+    """Before every command: register every table (a command imports only what it uses)."""
+    load_models()
 
 
 def _logging() -> None:
@@ -98,13 +105,17 @@ def worker() -> None:
         db.dispose()
 
 
+def _revision() -> str:
+    return migrate.current(get_settings().database_url) or "(空数据库)"
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
 ) -> None:
     """Upgrade the schema to REVISION (default: head)."""
     migrate.upgrade(get_settings().database_url, revision)
-    typer.echo(f"当前版本: {migrate.current(get_settings().database_url)}")
+    typer.echo(f"当前版本: {_revision()}")
 
 
 @db_app.command("downgrade")
@@ -113,13 +124,13 @@ def db_downgrade(
 ) -> None:
     """Downgrade the schema to REVISION (default: one step back)."""
     migrate.downgrade(get_settings().database_url, revision)
-    typer.echo(f"当前版本: {migrate.current(get_settings().database_url)}")
+    typer.echo(f"当前版本: {_revision()}")
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Print the schema revision of the configured database."""
-    typer.echo(migrate.current(get_settings().database_url) or "(空数据库)")
+    typer.echo(_revision())
 
 
 @admin_app.command("create")

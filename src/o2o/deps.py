@@ -31,18 +31,28 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
 def write_session(db: DbDep) -> Iterator[Session]:
-    """One transaction per request; committed before the response is sent."""
+    """One transaction per request, committed (or rolled back) before the response is sent.
+
+    Use it only through ``SessionDep``: its ``scope="function"`` is what makes FastAPI end the
+    transaction when the route returns, before the response goes out. With FastAPI's default for
+    ``yield`` dependencies ("request") the commit runs after the response has been sent: a client
+    acting on the 201 could find nothing there, and a failed commit would follow a success.
+    A commit that fails raises here, so the caller gets the error response (409/503/500), never
+    the success. ``tests/test_transaction_scope.py`` checks every route and the order of events.
+    """
     with db.transaction() as session:
         yield session
 
 
 def read_session(db: DbDep) -> Iterator[Session]:
+    """A read-only transaction, also ended before the response is sent (its connection goes
+    back to the pool instead of waiting for a slow client)."""
     with db.transaction(readonly=True) as session:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(write_session)]
-ReadSessionDep = Annotated[Session, Depends(read_session)]
+SessionDep = Annotated[Session, Depends(write_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(read_session, scope="function")]
 
 
 ClaimsDep = Annotated[TokenClaims | None, Depends(bearer_claims)]

@@ -1,5 +1,9 @@
 """Finds each domain's modules (``o2o.<domain>.api``, ``.models``, ``.demo``) by convention,
-so adding a domain never means editing a central list."""
+so adding a domain never means editing a central list.
+
+``load_models()`` is the one start-up step that registers every table: the app, the worker and
+every CLI command call it before touching the database, so SQLAlchemy can resolve every foreign
+key whichever module happens to run first (``o2o reconcile`` once crashed on ``users``)."""
 
 from __future__ import annotations
 
@@ -20,3 +24,8 @@ def domain_modules(name: str) -> list[ModuleType]:
             continue
         found.append(importlib.import_module(module_name))
     return found
+
+
+def load_models() -> None:
+    """Import every table of every domain (``o2o.models``); cheap after the first call."""
+    importlib.import_module("o2o.models")

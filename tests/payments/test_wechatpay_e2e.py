@@ -76,7 +76,7 @@ def notification_results(db: Any, payment_no: str) -> list[tuple[bool, str]]:
                 | PaymentNotification.payment_no.is_(None)
             )
             .order_by(PaymentNotification.id)
-        ).tuples()
+        )
         return [(bool(v), r) for v, r in rows]
 
 

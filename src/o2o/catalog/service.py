@@ -723,18 +723,14 @@ def list_adjustments(
     skus = dict(
         session.execute(
             select(Sku.inventory_item_id, Sku.id).where(Sku.inventory_item_id.in_(item_ids))
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     slots = dict(
         session.execute(
             select(TimeSlot.inventory_item_id, TimeSlot.id).where(
                 TimeSlot.inventory_item_id.in_(item_ids)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     return [_adjustment_out(r, skus.get(r.item_id), slots.get(r.item_id)) for r in records]
 

@@ -181,7 +181,7 @@ def issue_for_order(session: Session, order: Order, lines: Sequence[OrderLine]) 
     existing = set(
         session.execute(
             select(Voucher.order_line_id, Voucher.unit_no).where(Voucher.order_id == order.id)
-        ).tuples()
+        )
     )
     listing_ids = sorted({line.listing_id for line in lines})
     listings = {
@@ -193,7 +193,7 @@ def issue_for_order(session: Session, order: Order, lines: Sequence[OrderLine]) 
         select(ListingStore.listing_id, ListingStore.store_id)
         .where(ListingStore.listing_id.in_(listing_ids))
         .order_by(ListingStore.store_id)
-    ).tuples():
+    ):
         stores[listing_id].append(store_id)
     slot_ids = sorted({line.slot_id for line in lines if line.slot_id is not None})
     slots = {
@@ -366,9 +366,9 @@ def order_vouchers_out(
     if not ids:
         return result
     titles = dict(
-        session.execute(select(OrderLine.id, OrderLine.title).where(OrderLine.order_id.in_(ids)))
-        .tuples()
-        .all()
+        session.execute(
+            select(OrderLine.id, OrderLine.title).where(OrderLine.order_id.in_(ids))
+        ).all()
     )
     now = utcnow()
     for order_id, vouchers in found.items():
@@ -431,7 +431,7 @@ def refresh_order_status(session: Session, order_id: int) -> str | None:
     status, kind = session.execute(_LOCK_ORDER, params).one()
     if kind != SERVICE:
         return None
-    counts: dict[str, int] = dict(session.execute(_COUNT_BY_STATUS, params).tuples().all())
+    counts: dict[str, int] = dict(session.execute(_COUNT_BY_STATUS, params).all())
     total = sum(counts.values())
     unused, redeemed = counts.get(UNUSED, 0), counts.get(REDEEMED, 0)
     action: str | None = None
@@ -585,18 +585,14 @@ def _give_back_capacity(session: Session, vouchers: Sequence[Voucher], now: date
     holds = dict(
         session.execute(
             select(InventoryHold.id, InventoryHold.item_id).where(InventoryHold.id.in_(hold_ids))
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     slot_items = dict(
         session.execute(
             select(TimeSlot.id, TimeSlot.inventory_item_id).where(
                 TimeSlot.id.in_([line.slot_id for line in lines.values() if line.slot_id])
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     moves: list[tuple[int, int, int]] = []  # (item id, hold id, units): locked in item order
     for line_id, refunded in per_line.items():

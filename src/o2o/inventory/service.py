@@ -90,7 +90,7 @@ def available_by_item(session: Session, item_ids: Sequence[int]) -> dict[int, in
     rows = session.execute(
         select(InventoryItem.id, InventoryItem.available).where(InventoryItem.id.in_(item_ids))
     )
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 # Built once, as a Core statement: checkout runs it for every item it holds, and the ORM's

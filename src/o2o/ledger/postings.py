@@ -218,9 +218,7 @@ def on_goods_received(session: Session, order: Order, lines: Sequence[OrderLine]
     refunded = dict(
         session.execute(
             select(OrderLine.id, OrderLine.refunded_fen).where(OrderLine.order_id == order.id)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     for line in sorted(lines, key=lambda line: line.id):
         _earn_once(

@@ -101,18 +101,14 @@ def orders_out(
             select(Checkout.id, Checkout.checkout_no).where(
                 Checkout.id.in_({o.checkout_id for o in orders})
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     payment_nos = dict(
         session.execute(
             select(Payment.id, Payment.payment_no).where(
                 Payment.id.in_({o.payment_id for o in orders})
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     voucher_views = vouchers.order_vouchers_out(session, orders, staff=staff)
     shape = MerchantOrderOut if staff else OrderOut

@@ -162,9 +162,7 @@ def _check_per_user_limits(session: Session, user_id: int, lines: Sequence[_Line
                 OrderLine.listing_id.in_(list(wanted)),
             )
             .group_by(OrderLine.listing_id)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     for listing_id, quantity in wanted.items():
         limit, title = limits[listing_id]
@@ -498,9 +496,7 @@ def merchant_names(session: Session, merchant_ids: Iterable[int]) -> dict[int, s
     if not ids:
         return {}
     return dict(
-        session.execute(select(Merchant.id, Merchant.name).where(Merchant.id.in_(ids)))
-        .tuples()
-        .all()
+        session.execute(select(Merchant.id, Merchant.name).where(Merchant.id.in_(ids))).all()
     )
 
 
@@ -528,7 +524,7 @@ def holds_in_lock_order(session: Session, lines: Iterable[OrderLine]) -> list[tu
         return []
     rows = session.execute(
         select(InventoryHold.id, InventoryHold.item_id).where(InventoryHold.id.in_(hold_ids))
-    ).tuples()
+    )
     return sorted(rows, key=lambda r: (r[1], r[0]))
 
 

@@ -216,18 +216,14 @@ def _refund_rows(session: Any, refunds: list[Refund]) -> list[RefundAdminOut]:
     order_nos = dict(
         session.execute(
             select(Order.id, Order.order_no).where(Order.id.in_({r.order_id for r in refunds}))
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     payment_nos = dict(
         session.execute(
             select(Payment.id, Payment.payment_no).where(
                 Payment.id.in_({r.payment_id for r in refunds})
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     return [
         RefundAdminOut(

@@ -257,9 +257,9 @@ def reviews_out(session: Session, reviews: Sequence[Review]) -> list[dict[str, A
     if not reviews:
         return []
     names = dict(
-        session.execute(select(User.id, User.name).where(User.id.in_({r.user_id for r in reviews})))
-        .tuples()
-        .all()
+        session.execute(
+            select(User.id, User.name).where(User.id.in_({r.user_id for r in reviews}))
+        ).all()
     )
     lines = {
         line.id: line
@@ -269,11 +269,7 @@ def reviews_out(session: Session, reviews: Sequence[Review]) -> list[dict[str, A
     }
     store_ids = {r.store_id for r in reviews if r.store_id is not None}
     stores = (
-        dict(
-            session.execute(select(Store.id, Store.name).where(Store.id.in_(store_ids)))
-            .tuples()
-            .all()
-        )
+        dict(session.execute(select(Store.id, Store.name).where(Store.id.in_(store_ids))).all())
         if store_ids
         else {}
     )

@@ -503,9 +503,7 @@ def requests_out(
     order_nos = dict(
         session.execute(
             select(Order.id, Order.order_no).where(Order.id.in_({r.order_id for r in requests}))
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     lines: dict[int, list[dict[str, Any]]] = {rid: [] for rid in ids}
     for part, title in session.execute(
@@ -513,7 +511,7 @@ def requests_out(
         .join(OrderLine, OrderLine.id == AfterSalesLine.order_line_id)
         .where(AfterSalesLine.request_id.in_(ids))
         .order_by(AfterSalesLine.order_line_id)
-    ).tuples():
+    ):
         lines[part.request_id].append(
             {"line_id": part.order_line_id, "title": title, "amount_fen": part.amount_fen}
         )
@@ -528,9 +526,7 @@ def requests_out(
         names = dict(
             session.execute(
                 select(User.id, User.name).where(User.id.in_({r.user_id for r in requests}))
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     result = []
     for r in requests:

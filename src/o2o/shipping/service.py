@@ -194,7 +194,7 @@ def shipments_out(session: Session, order_ids: Iterable[int]) -> dict[int, list[
             .join(OrderLine, OrderLine.id == ShipmentLine.order_line_id)
             .where(ShipmentLine.shipment_id.in_(shipment_ids))
             .order_by(ShipmentLine.order_line_id)
-        ).tuples():
+        ):
             lines[sl.shipment_id].append(
                 {
                     "line_id": sl.order_line_id,
@@ -297,7 +297,7 @@ def apply_tracking(
             select(TrackingEvent.occurred_at, TrackingEvent.status).where(
                 TrackingEvent.shipment_id == shipment.id
             )
-        ).tuples()
+        )
     }
     accepted = duplicates = 0
     for event in sorted(events, key=lambda e: as_utc(e.time)):

@@ -79,7 +79,7 @@ def line_views(session: Session, lines: list[SettlementLine]) -> list[LineView]:
     if ids:
         for line_id, title, sku_name in session.execute(
             select(OrderLine.id, OrderLine.title, OrderLine.sku_name).where(OrderLine.id.in_(ids))
-        ).tuples():
+        ):
             titles[line_id] = f"{title}（{sku_name}）" if sku_name else title
     views = []
     for line in lines:

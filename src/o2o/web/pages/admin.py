@@ -49,7 +49,7 @@ def _owners(session: Session, merchant_ids: list[int]) -> dict[int, User]:
 
 
 def _category_names(session: Session) -> dict[int, str]:
-    return dict(session.execute(select(Category.id, Category.name)).tuples().all())
+    return dict(session.execute(select(Category.id, Category.name)).all())
 
 
 @router.get("/admin", name="admin_home")
