@@ -71,8 +71,9 @@ def test_every_yield_dependency_of_every_route_ends_before_the_response(app: Fas
             if _is_yield_dependency(dep) and dep.scope != "function":
                 late.append(f"{sorted(route.methods)} {route.path}: {dep.call}")
     assert late == [], "yield dependencies that would end after the response:\n" + "\n".join(late)
-    # Not vacuous: the walk found the write routes (register, stores, listings, …).
-    assert {"/api/v1/auth/register", "/api/v1/merchants/{merchant_id}/stores/{store_id}"} <= writes
+    # Not vacuous: the walk found the write routes (merchants, stores, listings, …). Register
+    # is not one: it hashes the password first, then opens its own transaction (accounts.flows).
+    assert {"/api/v1/merchants", "/api/v1/merchants/{merchant_id}/stores/{store_id}"} <= writes
     assert len(writes) > 20
 
 
