@@ -893,3 +893,28 @@ def test_unverifiable_answers_and_network_errors_are_unavailable(
     with pytest.raises(ProviderUnavailable):
         gone.close(pay)
     gone.close_client()
+
+
+def test_events_keep_their_times_through_the_notification_log() -> None:
+    """A refund the provider accepted carries ``accepted_at``: storing it with its notification
+    (a JSON column) must not fail, and the replay reads back the same event."""
+    from o2o.payments.notification_log import event_from_json, event_json
+
+    accepted = datetime(2026, 12, 7, 8, 30, tzinfo=UTC)
+    refund = RefundEvent(
+        provider="wechatpay",
+        refund_no="R1",
+        status=REFUND_PROCESSING,
+        amount_fen=100,
+        accepted_at=accepted,
+    )
+    paid = PaymentEvent(
+        provider="wechatpay",
+        payment_no="P1",
+        status=EVENT_SUCCEEDED,
+        amount_fen=100,
+        paid_at=accepted,
+    )
+    for event in (refund, paid):
+        stored = json.loads(json.dumps(event_json(event)))
+        assert event_from_json(stored) == event

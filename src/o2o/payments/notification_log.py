@@ -97,21 +97,27 @@ def store_rejected(
 # --- verified: the event, and its replay -----------------------------------------------------
 
 
+# The event fields that are times: stored as ISO 8601 text in the JSON column, parsed back.
+_TIME_FIELDS = ("paid_at", "accepted_at")
+
+
 def event_json(event: PaymentEvent | RefundEvent) -> dict[str, Any]:
     """The event as stored with its notification (``raw`` is the body already kept)."""
     data = {k: v for k, v in dataclasses.asdict(event).items() if k != "raw"}
     data["kind"] = "payment" if isinstance(event, PaymentEvent) else "refund"
-    if isinstance(data.get("paid_at"), datetime):
-        data["paid_at"] = data["paid_at"].isoformat()
+    for name in _TIME_FIELDS:
+        if isinstance(data.get(name), datetime):
+            data[name] = data[name].isoformat()
     return data
 
 
 def event_from_json(data: Mapping[str, Any]) -> PaymentEvent | RefundEvent:
     fields = {k: v for k, v in data.items() if k != "kind"}
+    for name in _TIME_FIELDS:
+        if fields.get(name):
+            fields[name] = datetime.fromisoformat(fields[name])
     if data.get("kind") == "refund":
         return RefundEvent(**fields)
-    if fields.get("paid_at"):
-        fields["paid_at"] = datetime.fromisoformat(fields["paid_at"])
     return PaymentEvent(**fields)
 
 
