@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     demo: bool = True
     redis_url: str = ""
     data_dir: Path = Path(".")
+    # Uploaded photos (o2o.media): the local directory; empty means <data_dir>/media.
+    media_dir: Path | None = None
 
     token_ttl_seconds: int = Field(default=2 * 3600, ge=60)
     # Sign-in throttling (o2o.accounts.flows): per phone *and* client address a hard limit; per

@@ -33,7 +33,7 @@ STATIC_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"
 def _headers_for(path: str) -> dict[str, str]:
     if path in DOCS_PATHS:
         return DOCS_HEADERS
-    if path.startswith("/static/"):
+    if path.startswith(("/static/", "/media/")):
         return STATIC_HEADERS
     return API_SECURITY_HEADERS
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -56,6 +57,12 @@ class Listing(Base):
     requires_slot: Mapped[bool] = mapped_column(Boolean, default=False)
     # A deal's own stock; None = unlimited. (Goods stock lives on SKUs, slot capacity on slots.)
     inventory_item_id: Mapped[int | None] = mapped_column(ForeignKey("inventory_items.id"))
+    # 团购详情 as data (o2o.catalog.deal_terms): what the deal contains (name, quantity, unit
+    # price) and its rules (usable days and hours, excluded dates, booking, people, extras).
+    deal_items: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
+    deal_rules: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     sales_count: Mapped[int] = mapped_column(Integer, default=0)
     rating_sum: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -74,6 +76,11 @@ class Store(Base):
     lng: Mapped[float] = mapped_column(Float)
     phone: Mapped[str] = mapped_column(String(20), default="")
     opening_hours: Mapped[str] = mapped_column(String(100), default="")
+    # Structured opening hours (o2o.merchants.hours): per weekday ranges, holiday closures.
+    # When set, ``opening_hours`` is its one-line summary.
+    hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Uploaded photos (o2o.media URLs), the storefront first.
+    photos: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -35,7 +35,7 @@ _KEY_PURPOSE = b"o2o.web.session.v1"
 PAGE_MAX_BODY = 512 * 1024
 
 # Paths that are not pages: the API, its docs, health checks and static files.
-NON_PAGE_PREFIXES = ("/api/", "/static/")
+NON_PAGE_PREFIXES = ("/api/", "/static/", "/media/")
 NON_PAGE_PATHS = frozenset(
     {"/api", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/healthz", "/readyz"}
 )
