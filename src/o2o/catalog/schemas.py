@@ -34,7 +34,8 @@ Delta = Annotated[int, Strict(), Field(ge=-MAX_UNITS, le=MAX_UNITS)]
 SkuName = line(min_length=1, max_length=60)
 Reason = line(min_length=1, max_length=200)
 ImageUrl = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^(https?://|/)\S+$")]
-Images = Annotated[list[ImageUrl], Field(max_length=9)]
+MAX_IMAGES = 9
+Images = Annotated[list[ImageUrl], Field(max_length=MAX_IMAGES)]
 StoreIds = Annotated[list[Id], Field(min_length=1, max_length=200)]
 
 

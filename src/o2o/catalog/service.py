@@ -1027,3 +1027,13 @@ def add_rating(session: Session, listing_id: int, stars: int) -> None:
         .values(rating_sum=Listing.rating_sum + stars, rating_count=Listing.rating_count + 1)
         .execution_options(synchronize_session=False)
     )
+
+
+def covers(session: Session, listing_ids: Sequence[int]) -> dict[int, str]:
+    """listing id → its cover image (the first of its gallery), for lists and search results."""
+    if not listing_ids:
+        return {}
+    rows = session.execute(
+        select(Listing.id, Listing.images).where(Listing.id.in_(sorted(set(listing_ids))))
+    )
+    return {row.id: row.images[0] for row in rows if row.images}

@@ -109,6 +109,20 @@ def _flashes(ctx: Any) -> list[tuple[str, str]]:
     return session.pop_flashes() if isinstance(session, PageSession) else []
 
 
+def media_sources(url: str) -> dict[str, str] | None:
+    """srcsets of one of our uploaded images (WebP first, JPEG fallback), None for other URLs."""
+    from o2o.media.images import WIDTHS, media_url, parse_media_url
+
+    key = parse_media_url(url)
+    if key is None:
+        return None
+    return {
+        "webp": ", ".join(f"{media_url(key, w, 'webp')} {w}w" for w in reversed(WIDTHS)),
+        "jpg": ", ".join(f"{media_url(key, w, 'jpg')} {w}w" for w in reversed(WIDTHS)),
+        "src": media_url(key, WIDTHS[-1], "jpg"),
+    }
+
+
 @pass_context
 def _nav(ctx: Any, area: str) -> list[Any]:
     from o2o.web.nav import nav_for
@@ -153,6 +167,7 @@ def make_environment() -> Environment:
         flashes=_flashes,
         nav=_nav,
         slot=_slot,
+        media_sources=media_sources,
     )
     return env
 

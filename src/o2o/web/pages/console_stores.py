@@ -50,10 +50,15 @@ STORE_MESSAGES = {
 
 
 def _render_form(page: ConsolePageDep, form: Form, store_id: int | None) -> Response:
+    photos: list[str] = []
+    if store_id is not None and page.merchant is not None:
+        with page.read() as session:
+            photos = list(merchants.get_store(session, page.merchant.id, store_id).photos or [])
     return page.render(
         "console/store_form.html",
         form=form,
         store_id=store_id,
+        photos=photos,
         districts=SHENZHEN_DISTRICTS,
         status_code=form.status,
     )

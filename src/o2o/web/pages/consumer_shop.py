@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from o2o.catalog import service as catalog
 from o2o.catalog.models import GOODS
@@ -64,6 +65,13 @@ def map_link(lat: float, lng: float, name: str) -> str:
     return f"https://uri.amap.com/marker?position={lng},{lat}&name={quote(name)}"
 
 
+def add_covers(session: Session, items: list[dict[str, Any]]) -> None:
+    """Each search result gets its listing's cover photo (None without one)."""
+    found = catalog.covers(session, [it["listing_id"] for it in items])
+    for it in items:
+        it["cover"] = found.get(it["listing_id"])
+
+
 def _location(page: PageContext) -> Any:
     with page.read() as session:
         options = districts(session)
@@ -105,6 +113,8 @@ def search_page(
                 limit=SEARCH_LIMIT,
                 cursor=cursor,
             )
+        with page.read() as session:
+            add_covers(session, result["items"])
     except ValidationFailed as exc:
         error = exc.detail
     params = {"q": q, "kind": kind, "category_id": category_id or "", "sort": sort}
@@ -153,6 +163,7 @@ def _deals_section(page: PageContext) -> SlotItem | None:
             sort="distance",
             limit=6,
         )
+        add_covers(session, found["items"])
     return SlotItem(
         "consumer/_deal_cards.html",
         {
@@ -168,6 +179,7 @@ def _deals_section(page: PageContext) -> SlotItem | None:
 def _popular_goods(page: PageContext) -> SlotItem | None:
     with page.read() as session:
         found = search_service.search(session, kind="goods", sort="sales", limit=6)
+        add_covers(session, found["items"])
     if not found["items"]:
         return None
     return SlotItem(
