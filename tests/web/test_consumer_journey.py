@@ -66,14 +66,14 @@ def test_consumer_buys_a_deal_and_opens_the_voucher(phone: Any) -> None:
             raise AssertionError(f"{phone.url}: {phone.inner_text('body')[:500]}") from exc
     expect(phone.get_by_text("¥368.00")).to_be_visible()
     phone.get_by_role("button", name="支付成功").click()
-    expect(phone.get_by_text("已支付")).to_be_visible()
+    expect(phone.get_by_test_id("order-status")).to_have_text("待使用")
 
     phone.goto("/orders")
     card = phone.locator(".order-card").filter(has_text=DEAL).first
-    expect(card.get_by_test_id("order-status")).to_have_text("已支付")
+    expect(card.get_by_test_id("order-status")).to_have_text("待使用")
     screenshot(phone, "consumer-orders")
     card.get_by_role("link").click()
-    expect(phone.get_by_test_id("order-status")).to_have_text("已支付")
+    expect(phone.get_by_test_id("order-status")).to_have_text("待使用")
     voucher = phone.get_by_test_id("voucher").first
     expect(voucher.get_by_test_id("voucher-code")).to_have_text(re.compile(r"^\d{4}( \d{4})+$"))
     qr = voucher.locator("img.voucher-qr")

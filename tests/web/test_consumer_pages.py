@@ -154,9 +154,9 @@ def test_orders_are_the_consumers_own(pages: PageClient, world: World) -> None:
     bought = paid_order(world.db, world.consumer_id, listing_id)
     pages.sign_in(world.consumer_id)
     r = pages.get("/orders")
-    assert r.status_code == 200 and bought.order_no in r.text and "已支付" in r.text
+    assert r.status_code == 200 and bought.order_no in r.text and "待使用" in r.text
     r = pages.get(f"/orders/{bought.order_no}")
-    assert r.status_code == 200 and "已支付" in r.text
+    assert r.status_code == 200 and "待使用" in r.text
     code = bought.codes[0]
     assert f"/orders/{bought.order_no}/vouchers/{code}/qr.svg" in r.text
     qr = pages.get(f"/orders/{bought.order_no}/vouchers/{code}/qr.svg")
@@ -182,11 +182,14 @@ def test_cancel_an_unpaid_order(pages: PageClient, world: World) -> None:
     pages.form_post("/checkout", {"listing_id": listing_id, "idempotency_key": "k-cancel-1"})
     [order] = orders_of(world, world.consumer_id)
     r = pages.get(f"/orders/{order.order_no}")
-    assert "待支付" in r.text and "取消订单" in r.text
+    assert "待付款" in r.text and "应付" in r.text and "取消订单" in r.text
     r = pages.form_post(f"/orders/{order.order_no}/cancel")
     assert r.status_code == 303
     [order] = orders_of(world, world.consumer_id)
     assert order.status == "cancelled"
+    # A cancelled order's amount is not money paid: no 实付 on its page or in the list.
+    for r in (pages.get(f"/orders/{order.order_no}"), pages.get("/orders")):
+        assert "已取消" in r.text and "订单金额" in r.text and "实付" not in r.text
     # Twice: a message, not an error page.
     r = pages.form_post(f"/orders/{order.order_no}/cancel")
     assert r.status_code == 303
@@ -206,6 +209,10 @@ def test_refund_anytime_button(pages: PageClient, world: World) -> None:
     with world.db.transaction(readonly=True) as session:
         assert session.scalar(select(Voucher.status).where(Voucher.code == code)) == "refunded"
         assert session.scalar(select(func.count()).select_from(Order)) == 1
+    # The refunded voucher's card says so, and no longer asks to be shown to a clerk.
+    page = pages.get(url).text
+    assert "已退款（" in page and "），退款原路返回" in page
+    assert "出示二维码" not in page and f"/vouchers/{code}/qr.svg" not in page
 
 
 def test_home_shows_nearby_deals(pages: PageClient, world: World) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, Strict
 
+from o2o.catalog.deal_terms import DealItems, DealRules
 from o2o.inventory.service import MAX_UNITS
 from o2o.schemas import Id, LongText, Name, Quantity, Schema, ShortText, line
 
@@ -81,6 +82,9 @@ class ServiceListingIn(Schema):
     refund_anytime: bool = True
     auto_refund_on_expiry: bool = True
     requires_slot: bool = False
+    # 团购详情: contents (their total may not be below the price) and rules of use.
+    items: DealItems = []
+    rules: DealRules | None = None
 
 
 ListingIn = Annotated[GoodsListingIn | ServiceListingIn, Field(discriminator="kind")]
@@ -108,6 +112,8 @@ class ListingUpdate(Schema):
     refund_anytime: bool = None
     auto_refund_on_expiry: bool = None
     requires_slot: bool = None
+    items: DealItems = None
+    rules: DealRules | None = None  # explicit null = no rules
 
 
 class SlotIn(Schema):
@@ -160,6 +166,7 @@ class StoreBrief(Schema):
     phone: str
     opening_hours: str
     distance_m: int | None = None
+    photos: list[str] = []
 
 
 class SlotOut(Schema):
@@ -171,6 +178,18 @@ class SlotOut(Schema):
     remaining: int
     is_open: bool
     levels: LevelsOut | None = None  # staff only
+
+
+class DealItemOut(Schema):
+    name: str
+    quantity: int
+    unit_price_fen: int
+    subtotal_fen: int
+
+
+class RuleLine(Schema):
+    label: str
+    text: str
 
 
 class MerchantBrief(Schema):
@@ -221,6 +240,10 @@ class ListingDetail(Schema):
     per_user_limit: int | None
     requires_slot: bool
     refund_rules: RefundRules
+    items: list[DealItemOut] = []
+    items_total_fen: int = 0
+    rules: DealRules | None = None
+    rules_text: list[RuleLine] = []
     available: int | None  # a deal's own stock; None = unlimited (goods: sum of active SKUs)
     upcoming_slots: list[SlotOut]
     sales_count: int

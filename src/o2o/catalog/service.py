@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+from o2o.catalog import deal_terms
 from o2o.catalog.models import (
     DRAFT,
     GOODS,
@@ -47,6 +48,7 @@ from o2o.merchants.service import (
     require_approved,
     visible_merchant,
 )
+from o2o.money import format_yuan
 from o2o.search import indexer
 from o2o.statemachine import StateMachine
 from o2o.timeutil import utcnow
@@ -77,9 +79,11 @@ SERVICE_ONLY = frozenset(
         "refund_anytime",
         "auto_refund_on_expiry",
         "requires_slot",
+        "items",
+        "rules",
     }
 )
-NULLABLE = frozenset({"valid_days", "valid_until", "stock", "per_user_limit"})
+NULLABLE = frozenset({"valid_days", "valid_until", "stock", "per_user_limit", "rules"})
 KIND_LABELS = {GOODS: "实物商品", SERVICE: "团购套餐"}
 
 
@@ -172,6 +176,27 @@ def _check_prices(price: int, original: int, errors: _Errors) -> None:
         errors.add("original_price_fen", "原价不能低于售价")
 
 
+def _check_items(items: Sequence[Any], price_fen: int, errors: _Errors) -> None:
+    """A deal's contents may not add up to less than its price (a 团购 that costs more than
+    ordering the same things is not a deal)."""
+    total = deal_terms.items_total(list(items))
+    if items and total > 0 and total < price_fen:
+        errors.add(
+            "items",
+            f"套餐内容合计 {format_yuan(total)} 低于团购价 {format_yuan(price_fen)}，请核对",
+        )
+
+
+def _items_data(items: Sequence[Any]) -> list[dict[str, Any]]:
+    return [deal_terms.DealItem.model_validate(i).model_dump() for i in items]
+
+
+def _rules_data(rules: Any) -> dict[str, Any] | None:
+    if rules is None:
+        return None
+    return deal_terms.DealRules.model_validate(rules).model_dump(mode="json")
+
+
 def _check_validity(
     valid_days: int | None, valid_until: datetime | None, errors: _Errors, *, check_future: bool
 ) -> None:
@@ -215,6 +240,7 @@ def create_listing(
         _check_stores(session, merchant_id, data.store_ids, errors)
         _check_prices(data.price_fen, data.original_price_fen, errors)
         _check_validity(data.valid_days, data.valid_until, errors, check_future=True)
+        _check_items(data.items, data.price_fen, errors)
     errors.raise_if_any()
 
     now = utcnow()
@@ -248,6 +274,8 @@ def create_listing(
         listing.refund_anytime = data.refund_anytime
         listing.auto_refund_on_expiry = data.auto_refund_on_expiry
         listing.requires_slot = data.requires_slot
+        listing.deal_items = _items_data(data.items)
+        listing.deal_rules = _rules_data(data.rules)
         listing.store_links = [ListingStore(store_id=s) for s in sorted(set(data.store_ids))]
         session.add(listing)
         session.flush()
@@ -297,6 +325,12 @@ def update_listing(
         original = changes.get("original_price_fen", listing.original_price_fen)
         if {"price_fen", "original_price_fen"} & changes.keys():
             _check_prices(price, original, errors)
+        if {"price_fen", "items"} & changes.keys():
+            _check_items(changes.get("items", listing.deal_items), price, errors)
+        if "items" in changes:
+            changes["deal_items"] = _items_data(changes.pop("items"))
+        if "rules" in changes:
+            changes["deal_rules"] = _rules_data(changes.pop("rules"))
         if {"valid_days", "valid_until"} & changes.keys():
             valid_days = changes.get("valid_days", listing.valid_days)
             valid_until = changes.get("valid_until", listing.valid_until)
@@ -516,12 +550,14 @@ def listing_detail(
                     "phone": store.phone,
                     "opening_hours": store.opening_hours,
                     "distance_m": distance,
+                    "photos": list(store.photos or []),
                 }
             )
         if lat is not None and lng is not None:
             stores.sort(key=lambda s: (s["distance_m"], s["id"]))
 
     offer_levels = levels.get(listing.inventory_item_id) if listing.inventory_item_id else None
+    rules = deal_terms.load_rules(listing.deal_rules)
     if listing.kind == GOODS:
         available: int | None = sum(s["available"] for s in skus if s["is_active"])
     else:
@@ -549,6 +585,10 @@ def listing_detail(
             "refund_anytime": listing.refund_anytime,
             "auto_refund_on_expiry": listing.auto_refund_on_expiry,
         },
+        "items": deal_terms.items_out(listing.deal_items),
+        "items_total_fen": deal_terms.items_total(listing.deal_items or []),
+        "rules": rules,
+        "rules_text": [{"label": k, "text": v} for k, v in deal_terms.rules_lines(rules)],
         "available": available,
         "upcoming_slots": [_slot_out(s, levels[s.inventory_item_id], staff) for s in slots],
         "sales_count": listing.sales_count,
@@ -1037,3 +1077,24 @@ def covers(session: Session, listing_ids: Sequence[int]) -> dict[int, str]:
         select(Listing.id, Listing.images).where(Listing.id.in_(sorted(set(listing_ids))))
     )
     return {row.id: row.images[0] for row in rows if row.images}
+
+
+def deal_terms_of(session: Session, listing_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """listing id → its 团购详情 (contents and rule lines), for vouchers and order pages."""
+    if not listing_ids:
+        return {}
+    rows = session.execute(
+        select(Listing.id, Listing.deal_items, Listing.deal_rules).where(
+            Listing.id.in_(sorted(set(listing_ids)))
+        )
+    )
+    return {
+        row.id: {
+            "items": deal_terms.items_out(row.deal_items or []),
+            "rules_text": [
+                {"label": k, "text": v}
+                for k, v in deal_terms.rules_lines(deal_terms.load_rules(row.deal_rules))
+            ],
+        }
+        for row in rows
+    }

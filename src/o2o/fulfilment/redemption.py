@@ -27,6 +27,8 @@ from sqlalchemy.orm import Session
 
 from o2o import ratelimit
 from o2o.accounts.models import User
+from o2o.catalog import deal_terms
+from o2o.catalog.models import Listing
 from o2o.db import Database
 from o2o.errors import AppError, Conflict, Forbidden, TooManyRequests, ValidationFailed
 from o2o.fulfilment.models import (
@@ -56,7 +58,7 @@ from o2o.idempotency import run_once
 from o2o.merchants.access import CLERK, MANAGERS, Actor
 from o2o.merchants.models import Store
 from o2o.orders.models import Order, OrderLine
-from o2o.timeutil import format_china, utcnow
+from o2o.timeutil import format_china, to_china, utcnow
 
 THROTTLE_WINDOW = timedelta(minutes=1)
 # Refusals that look like guessing (the code does not exist for this merchant) count towards
@@ -67,6 +69,7 @@ GUESSING = frozenset({"voucher_not_found"})
 _V = Voucher.__table__.c
 _O = Order.__table__.c
 _L = OrderLine.__table__.c
+_LISTING = Listing.__table__.c
 
 
 @dataclass(frozen=True)
@@ -200,9 +203,12 @@ def _voucher_query() -> Any:
             _O.order_no,
             _L.title,
             _L.quantity,
+            _LISTING.deal_rules,
+            _LISTING.deal_items,
         )
         .join(Order.__table__, _O.id == _V.order_id)
         .join(OrderLine.__table__, _L.id == _V.order_line_id)
+        .outerjoin(Listing.__table__, _LISTING.id == _V.listing_id)
     )
 
 
@@ -278,6 +284,7 @@ def preview(
         )
         raise
     release_attempt(db, keys, rules)
+    deal_rules = deal_terms.load_rules(row.deal_rules)
     return {
         "code": row.code,
         "code_display": format_code(row.code),
@@ -305,6 +312,10 @@ def preview(
         ),
         "redeemed_at": row.redeemed_at,
         "redeemed_store_id": row.redeemed_store_id,
+        # 团购详情 for the clerk: contents, rules, and whether the rules allow it right now.
+        "items": deal_terms.items_out(row.deal_items or []),
+        "rules_text": [{"label": k, "text": v} for k, v in deal_terms.rules_lines(deal_rules)],
+        "unusable_reason": deal_terms.usable_refusal(deal_rules, to_china(utcnow())),
     }
 
 
@@ -336,6 +347,10 @@ def _refusal(row: Any, store_id: int, now: datetime, rules: RedemptionSettings) 
             )
     if row.valid_until <= now:
         return expired_refusal()
+    # The deal's own rules: usable weekdays and hours, excluded dates (China time).
+    reason = deal_terms.usable_refusal(deal_terms.load_rules(row.deal_rules), to_china(now))
+    if reason is not None:
+        return Conflict(reason, code="deal_not_usable_now", title="当前不可使用")
     return None
 
 

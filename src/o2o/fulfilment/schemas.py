@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from o2o.catalog.schemas import DealItemOut, RuleLine
 from o2o.schemas import Id, Schema, ShortText, line
 
 VoucherStatus = Literal["unused", "redeemed", "refunded", "expired"]
@@ -81,6 +82,11 @@ class VoucherPreviewOut(Schema):
     slot: SlotOut | None
     redeemed_at: datetime | None
     redeemed_store_id: int | None
+    items: list[DealItemOut] = []
+    rules_text: list[RuleLine] = []
+    unusable_reason: str | None = Field(
+        default=None, description="why the deal's rules refuse it right now (None: usable)"
+    )
 
 
 class RedeemIn(Schema):

@@ -246,3 +246,10 @@ def list_stores(session: Session, merchant_id: int) -> Sequence[Store]:
     return session.scalars(
         select(Store).where(Store.merchant_id == merchant_id).order_by(Store.id)
     ).all()
+
+
+def store_names(session: Session, store_ids: set[int] | Sequence[int]) -> dict[int, str]:
+    if not store_ids:
+        return {}
+    rows = session.execute(select(Store.id, Store.name).where(Store.id.in_(sorted(store_ids))))
+    return {row.id: row.name for row in rows}

@@ -45,7 +45,9 @@ from o2o.timeutil import CHINA_TZ, to_china, utcnow
 from o2o.web.context import ConsolePageDep, PageContext, page_router
 from o2o.web.forms import Form, FormDataDep, fen_to_input, id_or_none, yuan_input
 from o2o.web.nav import NavItem, add_nav
+from o2o.web.pages import console_deal_terms as terms
 from o2o.web.pages.console import category_options
+from o2o.web.pages.console_deal_terms import DealTermsFields
 
 router = page_router()
 
@@ -68,7 +70,7 @@ class GoodsForm(Schema):
     shipping_fee: ShippingYuan = 0
 
 
-class DealForm(Schema):
+class DealForm(DealTermsFields):
     title: Name
     description: LongText = ""
     category_id: Id
@@ -98,6 +100,7 @@ LISTING_MESSAGES = {
     "valid_days": "有效天数为 1–3650 的整数",
     "stock": "库存为 0 或正整数",
     "per_user_limit": "每人限购为 1–10000 的整数，不限请留空",
+    **terms.TERMS_MESSAGES,
 }
 STOCK_MESSAGES = {"delta": "请输入非零整数，如 10 或 -5", "reason": "请填写调整原因"}
 # The service names API fields (fen); the page's inputs are in yuan.
@@ -525,8 +528,15 @@ def _check_deal(form: Form[DealForm]) -> None:
         form.fail("请填写库存，或勾选「不限库存」", field="stock")
 
 
-def _render_deal(page: PageContext, form: Form[Any], listing: Listing | None = None) -> Response:
+def _render_deal(
+    page: PageContext,
+    form: Form[Any],
+    listing: Listing | None = None,
+    item_rows: list[terms.ItemRow] | None = None,
+) -> Response:
     assert page.merchant is not None
+    if item_rows is None:
+        item_rows = terms.item_rows_of(listing.deal_items if listing else [])
     with page.read() as session:
         categories = category_options(session)
         stores = _stores(session, page.merchant.id)
@@ -534,6 +544,9 @@ def _render_deal(page: PageContext, form: Form[Any], listing: Listing | None = N
         "console/listing_deal.html",
         form=form,
         listing=listing,
+        item_rows=item_rows,
+        weekday_options=terms.WEEKDAY_OPTIONS,
+        booking_options=terms.BOOKING_OPTIONS,
         categories=categories,
         stores=stores,
         status_label=catalog.LISTING_STATUS.label,
@@ -553,20 +566,36 @@ def new_deal(page: ConsolePageDep) -> Response:
         unlimited=True,
         refund_anytime=True,
         auto_refund_on_expiry=True,
+        **terms.rules_values(None),
     )
     return _render_deal(page, form)
 
 
-def _parse_deal(data: FormData) -> Form[DealForm]:
+@dataclass
+class ParsedDeal:
+    form: Form[DealForm]
+    rows: list[terms.ItemRow]
+    items: list[Any] | None
+    rules: Any
+    given: bool = True
+
+
+def _parse_deal(data: FormData) -> ParsedDeal:
     form = Form.parse(DealForm, data, messages=LISTING_MESSAGES)
     _check_deal(form)
-    return form
+    if not data.get("terms_form"):  # a post without the 团购详情 inputs leaves them as they are
+        return ParsedDeal(form, [], None, None, given=False)
+    rows = terms.read_item_rows(data)
+    items = terms.check_item_rows(rows, form)
+    rules = terms.rules_from_form(form)
+    return ParsedDeal(form, rows, items, rules)
 
 
 @router.post("/console/m/{merchant_id}/listings/new/deal")
 def create_deal(page: ConsolePageDep, data: FormDataDep) -> Response:
     actor, merchant_id = require_managers(page)
-    form = _parse_deal(data)
+    parsed = _parse_deal(data)
+    form = parsed.form
 
     def create(session: Session, d: DealForm) -> int:
         body = ServiceListingIn(
@@ -586,12 +615,14 @@ def create_deal(page: ConsolePageDep, data: FormDataDep) -> Response:
             refund_anytime=d.refund_anytime,
             auto_refund_on_expiry=d.auto_refund_on_expiry,
             requires_slot=d.requires_slot,
+            items=parsed.items or [],
+            rules=parsed.rules,
         )
         return catalog.create_listing(session, actor, merchant_id, body).id
 
     listing_id = form.submit(page.db, _renamed(create))
     if listing_id is None:
-        return _render_deal(page, form)
+        return _render_deal(page, form, item_rows=parsed.rows or None)
     flash = "团购已创建（草稿）"
     if form.data is not None and form.data.requires_slot:
         flash += "，请先在场次日历中创建可预约场次"
@@ -623,12 +654,14 @@ def _deal_values(session: Session, listing: Listing) -> dict[str, Any]:
         "refund_anytime": listing.refund_anytime,
         "auto_refund_on_expiry": listing.auto_refund_on_expiry,
         "requires_slot": listing.requires_slot,
+        **terms.rules_values(listing.deal_rules),
     }
 
 
 def _save_deal(page: PageContext, listing: Listing, data: FormData) -> Response:
     actor, merchant_id = require_managers(page)
-    form = _parse_deal(data)
+    parsed = _parse_deal(data)
+    form = parsed.form
     with page.read() as session:
         was = _deal_values(session, own_listing(session, page, listing.id))
 
@@ -645,6 +678,8 @@ def _save_deal(page: PageContext, listing: Listing, data: FormData) -> Response:
             "auto_refund_on_expiry": d.auto_refund_on_expiry,
             "requires_slot": d.requires_slot,
         }
+        if parsed.given:
+            changes.update(items=parsed.items, rules=parsed.rules)
         until = d.valid_until.isoformat() if d.valid_until else None
         if d.validity == "days" and (
             was["validity"] != "days" or was["valid_days"] != d.valid_days
@@ -663,7 +698,7 @@ def _save_deal(page: PageContext, listing: Listing, data: FormData) -> Response:
 
     saved = form.submit(page.db, _renamed(save))
     if saved is None:
-        return _render_deal(page, form, listing)
+        return _render_deal(page, form, listing, parsed.rows or None)
     return page.redirect(f"/console/m/{merchant_id}/listings/{listing.id}/edit", flash="已保存")
 
 

@@ -122,6 +122,8 @@ def _preview_refusal(
             return Refusal("slot_not_now", msg)
     if preview["valid_until"] <= now:
         return Refusal("voucher_expired", "该券码已过期，不能核销")
+    if preview.get("unusable_reason"):
+        return Refusal("deal_not_usable_now", preview["unusable_reason"])
     return None
 
 

@@ -26,13 +26,14 @@ from o2o.fulfilment import vouchers
 from o2o.idempotency import run_once
 from o2o.merchants import service as merchants
 from o2o.orders import service as orders
-from o2o.orders.models import ORDER_STATUS, PENDING_PAYMENT, Order
+from o2o.orders.models import PENDING_PAYMENT, Order
 from o2o.payments import registry
 from o2o.payments import service as payments
 from o2o.payments.models import Payment
 from o2o.reviews import service as reviews
 from o2o.schemas import Id, Name, Phone, Schema
 from o2o.search import service as search_service
+from o2o.web.consumer_words import VOUCHER_WORDS, amount_label, order_word
 from o2o.web.context import PageContext, PageDep, SignedInPageDep, page_router
 from o2o.web.forms import FORM_ERRORS, Form, FormDataDep
 from o2o.web.nav import NavItem, SlotItem, add_nav, provide
@@ -467,7 +468,8 @@ def my_orders(page: SignedInPageDep) -> Response:
         orders=found,
         lines=lines,
         names=names,
-        status_label=ORDER_STATUS.label,
+        order_word=order_word,
+        amount_label=amount_label,
         badges=STATUS_BADGES,
     )
 
@@ -488,6 +490,12 @@ def render_order(
         names = orders.merchant_names(session, [order.merchant_id])
         payment = session.get(Payment, order.payment_id)
         found = vouchers.order_vouchers_out(session, [order])[order.id]
+        # 团购详情 and the stores of each voucher (linked to the store pages).
+        deal_terms = catalog.deal_terms_of(session, [v["listing_id"] for v in found])
+        store_ids = {s for v in found for s in v["store_ids"]} | {
+            v["redeemed_store_id"] for v in found if v["redeemed_store_id"]
+        }
+        store_names = merchants.store_names(session, store_ids)
         # Parcels, receipt, after-sales and reviews (o2o.web.pages.consumer_fulfil).
         after = fulfil.order_context(session, page, order, lines, **forms)
     return page.render(
@@ -497,7 +505,11 @@ def render_order(
         merchant_name=names.get(order.merchant_id, ""),
         payment=payment,
         vouchers=found,
-        status_label=ORDER_STATUS.label(order.status),
+        deal_terms=deal_terms,
+        store_names=store_names,
+        status_label=order_word(order),
+        amount_label=amount_label(order),
+        voucher_words=VOUCHER_WORDS,
         badge=STATUS_BADGES.get(order.status, ""),
         payable=order.status == PENDING_PAYMENT,
         status_code=status_code,
