@@ -155,6 +155,12 @@ class SkuOut(Schema):
     levels: LevelsOut | None = None  # staff only
 
 
+class OpenStateOut(Schema):
+    state: Literal["open", "closing_soon", "closed"]
+    label: str  # 营业中 / 即将打烊 / 已打烊
+    detail: str  # e.g. "22:00 打烊"
+
+
 class StoreBrief(Schema):
     id: int
     name: str
@@ -167,6 +173,7 @@ class StoreBrief(Schema):
     opening_hours: str
     distance_m: int | None = None
     photos: list[str] = []
+    open_state: OpenStateOut | None = None
 
 
 class SlotOut(Schema):

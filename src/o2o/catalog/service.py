@@ -39,6 +39,7 @@ from o2o.errors import Conflict, NotFound, ValidationFailed
 from o2o.geo import haversine_m
 from o2o.inventory import service as inventory
 from o2o.inventory.models import InventoryAdjustment, InventoryItem
+from o2o.merchants import hours as store_hours
 from o2o.merchants.access import MANAGERS, Actor
 from o2o.merchants.models import Category, Merchant, Store
 from o2o.merchants.service import (
@@ -551,6 +552,7 @@ def listing_detail(
                     "opening_hours": store.opening_hours,
                     "distance_m": distance,
                     "photos": list(store.photos or []),
+                    "open_state": _open_state_out(store.hours, now),
                 }
             )
         if lat is not None and lng is not None:
@@ -1069,6 +1071,15 @@ def add_rating(session: Session, listing_id: int, stars: int) -> None:
     )
 
 
+def _open_state_out(raw: dict[str, Any] | None, now: datetime) -> dict[str, str] | None:
+    state = store_hours.open_state(store_hours.load(raw), now)
+    return (
+        None
+        if state is None
+        else {"state": state.state, "label": state.label, "detail": state.detail}
+    )
+
+
 def covers(session: Session, listing_ids: Sequence[int]) -> dict[int, str]:
     """listing id → its cover image (the first of its gallery), for lists and search results."""
     if not listing_ids:
@@ -1098,3 +1109,32 @@ def deal_terms_of(session: Session, listing_ids: Sequence[int]) -> dict[int, dic
         }
         for row in rows
     }
+
+
+STORE_PAGE_LISTINGS = 50
+
+
+def store_listings(session: Session, store: Store) -> list[dict[str, Any]]:
+    """What a store's page offers: published deals usable there, then its merchant's goods."""
+    deals = session.scalars(
+        select(Listing)
+        .join(ListingStore, ListingStore.listing_id == Listing.id)
+        .where(
+            ListingStore.store_id == store.id,
+            Listing.status == PUBLISHED,
+            Listing.kind == SERVICE,
+        )
+        .order_by(Listing.sales_count.desc(), Listing.id)
+        .limit(STORE_PAGE_LISTINGS)
+    ).all()
+    goods = session.scalars(
+        select(Listing)
+        .where(
+            Listing.merchant_id == store.merchant_id,
+            Listing.status == PUBLISHED,
+            Listing.kind == GOODS,
+        )
+        .order_by(Listing.sales_count.desc(), Listing.id)
+        .limit(STORE_PAGE_LISTINGS)
+    ).all()
+    return [listing_summary(x) for x in [*deals, *goods]]

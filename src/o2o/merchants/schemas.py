@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, Strict, model_validator
 
+from o2o.merchants.hours import StoreHours
 from o2o.schemas import (
     BasisPoints,
     Id,
@@ -27,6 +28,8 @@ ContactPhone = Annotated[str, Field(pattern=r"^(1[3-9][0-9]{9}|0[0-9]{2,3}-?[0-9
 # A store's phone as printed: ASCII digits, "+", "-" and spaces only.
 StorePhone = Annotated[str, Field(max_length=20, pattern=r"^[0-9+ -]*$")]
 Address = line(min_length=1, max_length=300)
+PhotoUrl = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^(https?://|/)\S+$")]
+StorePhotos = Annotated[list[PhotoUrl], Field(max_length=9)]
 Place = line(min_length=1, max_length=50)
 LicenseNo = Annotated[str, Field(min_length=6, max_length=30, pattern=r"^[0-9A-Za-z-]+$")]
 
@@ -99,6 +102,9 @@ class StoreIn(Schema):
     lng: Longitude
     phone: StorePhone = ""
     opening_hours: ShortText = ""
+    # Structured hours (营业中/已打烊 need them); when given, opening_hours becomes their summary.
+    hours: StoreHours | None = None
+    photos: StorePhotos = []
 
     @model_validator(mode="after")
     def _in_china(self) -> StoreIn:
@@ -123,6 +129,8 @@ class StoreUpdate(Schema):
     lng: Longitude = None
     phone: StorePhone = None
     opening_hours: ShortText = None
+    hours: StoreHours | None = None  # explicit null: no structured hours
+    photos: StorePhotos = None
     is_active: bool = None
 
     @model_validator(mode="after")
@@ -143,6 +151,8 @@ class StoreOut(Schema):
     phone: str
     opening_hours: str
     is_active: bool
+    hours: StoreHours | None = None
+    photos: list[str] = []
 
 
 class StaffIn(Schema):

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from o2o.errors import Forbidden, NotFound, ValidationFailed
+from o2o.merchants import hours
 from o2o.merchants.access import MANAGERS, OWNER, Actor
 from o2o.merchants.models import Category, Membership, Merchant, Store
 from o2o.search import indexer
@@ -214,11 +215,22 @@ def require_approved(merchant: Merchant) -> None:
 def create_store(session: Session, actor: Actor, merchant_id: int, **fields: Any) -> Store:
     actor.require_staff(merchant_id, MANAGERS)
     require_approved(get_merchant(session, merchant_id))
-    store = Store(merchant_id=merchant_id, **fields)
+    store = Store(merchant_id=merchant_id, **_with_hours(fields))
     session.add(store)
     session.flush()
     indexer.store_changed(session, store.id)
     return store
+
+
+def _with_hours(fields: dict[str, Any]) -> dict[str, Any]:
+    """Structured hours are stored as JSON; their summary replaces the free-text hours."""
+    if "hours" not in fields:
+        return fields
+    fields = dict(fields)
+    fields["hours"] = hours.dump(fields["hours"])
+    if fields["hours"] is not None:
+        fields["opening_hours"] = hours.summary(hours.load(fields["hours"]))
+    return fields
 
 
 def get_store(session: Session, merchant_id: int, store_id: int) -> Store:
@@ -233,7 +245,7 @@ def update_store(
 ) -> Store:
     actor.require_staff(merchant_id, MANAGERS)
     store = get_store(session, merchant_id, store_id)
-    for key, value in changes.items():
+    for key, value in _with_hours(changes).items():
         setattr(store, key, value)
     session.flush()
     indexer.store_changed(session, store.id)  # moved, renamed or closed
@@ -253,3 +265,26 @@ def store_names(session: Session, store_ids: set[int] | Sequence[int]) -> dict[i
         return {}
     rows = session.execute(select(Store.id, Store.name).where(Store.id.in_(sorted(store_ids))))
     return {row.id: row.name for row in rows}
+
+
+def public_store(session: Session, store_id: int, actor: Actor | None) -> Store:
+    """A store page: open stores of approved merchants (staff also see their closed ones)."""
+    store = session.get(Store, store_id)
+    if store is None:
+        raise NotFound("门店不存在", code="store_not_found")
+    merchant = visible_merchant(session, store.merchant_id, actor)
+    staff = actor is not None and (actor.is_admin or actor.staff_role(merchant.id) is not None)
+    if not store.is_active and not staff:
+        raise NotFound("门店不存在", code="store_not_found")
+    return store
+
+
+def open_states(session: Session, store_ids: Sequence[int], moment: Any) -> dict[int, Any]:
+    """store id → hours.OpenState (stores without structured hours are left out)."""
+    if not store_ids:
+        return {}
+    rows = session.execute(
+        select(Store.id, Store.hours).where(Store.id.in_(sorted(set(store_ids))))
+    )
+    states = {row.id: hours.open_state(hours.load(row.hours), moment) for row in rows}
+    return {k: v for k, v in states.items() if v is not None}

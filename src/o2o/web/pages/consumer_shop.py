@@ -33,6 +33,7 @@ from o2o.payments.models import Payment
 from o2o.reviews import service as reviews
 from o2o.schemas import Id, Name, Phone, Schema
 from o2o.search import service as search_service
+from o2o.timeutil import utcnow
 from o2o.web.consumer_words import VOUCHER_WORDS, amount_label, order_word
 from o2o.web.context import PageContext, PageDep, SignedInPageDep, page_router
 from o2o.web.forms import FORM_ERRORS, Form, FormDataDep
@@ -66,11 +67,23 @@ def map_link(lat: float, lng: float, name: str) -> str:
     return f"https://uri.amap.com/marker?position={lng},{lat}&name={quote(name)}"
 
 
+def geo_link(lat: float, lng: float, name: str) -> str:
+    """A ``geo:`` URI (RFC 5870): the phone offers its map apps to navigate there."""
+    from urllib.parse import quote
+
+    return f"geo:{lat:.6f},{lng:.6f}?q={lat:.6f},{lng:.6f}({quote(name)})"
+
+
 def add_covers(session: Session, items: list[dict[str, Any]]) -> None:
-    """Each search result gets its listing's cover photo (None without one)."""
+    """Each search result gets its listing's cover photo (None without one) and, with a
+    nearest store, whether that store is open now (营业中 / 即将打烊 / 已打烊)."""
     found = catalog.covers(session, [it["listing_id"] for it in items])
+    nearest = [it["nearest_store"]["id"] for it in items if it.get("nearest_store")]
+    states = merchants.open_states(session, nearest, utcnow())
     for it in items:
         it["cover"] = found.get(it["listing_id"])
+        store = it.get("nearest_store")
+        it["open_state"] = states.get(store["id"]) if store else None
 
 
 def _location(page: PageContext) -> Any:
@@ -230,6 +243,7 @@ def render_listing(
         location=location,
         stores_by_id=stores,
         map_link=map_link,
+        geo_link=geo_link,
         format_distance=format_distance,
         reviews=latest_out,
         more_reviews=len(latest) > LISTING_REVIEWS,
