@@ -16,10 +16,11 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from o2o import demo, migrate
+from o2o.catalog.models import Listing
 from o2o.cli import app as cli
 from o2o.config import get_settings
 from o2o.db import Database
-from o2o.merchants.models import Merchant
+from o2o.merchants.models import Merchant, Store
 
 runner = CliRunner()
 
@@ -29,10 +30,13 @@ def empty_db_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return f"sqlite:///{tmp_path / 'cli.db'}"
 
 
-def run(args: list[str], url: str) -> str:
+def run(args: list[str], url: str, media_dir: Path | None = None) -> str:
     get_settings.cache_clear()
+    env = {"O2O_DATABASE_URL": url}
+    if media_dir is not None:
+        env["O2O_MEDIA_DIR"] = str(media_dir)
     try:
-        result = runner.invoke(cli, args, env={"O2O_DATABASE_URL": url})
+        result = runner.invoke(cli, args, env=env)
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -47,18 +51,29 @@ def test_db_commands(empty_db_url: str) -> None:
     assert migrate.current(empty_db_url) is None
 
 
-def test_admin_create_and_demo_are_idempotent(db_url: str) -> None:
+def test_admin_create_and_demo_are_idempotent(db_url: str, tmp_path: Path) -> None:
     run(["admin", "create", "--phone", "13812345678", "--password", "strong-pass-1"], db_url)
     run(["admin", "create", "--phone", "13812345678", "--password", "strong-pass-2"], db_url)
-    run(["demo"], db_url)
+    run(["demo"], db_url, tmp_path / "media")
     database = Database.from_url(db_url)
     try:
         with database.transaction(readonly=True) as session:
             merchants = session.scalar(select(func.count()).select_from(Merchant))
-        run(["demo"], db_url)
+        files = sorted((tmp_path / "media").rglob("*.webp"))
+        run(["demo"], db_url, tmp_path / "media")
         with database.transaction(readonly=True) as session:
             assert session.scalar(select(func.count()).select_from(Merchant)) == merchants
             names = set(session.scalars(select(Merchant.name)))
+            # Every demo listing and store has a picture (drawn, stored once: the second run
+            # added none), every deal its contents and rules, every store structured hours.
+            listings = session.scalars(select(Listing)).all()
+            stores = session.scalars(select(Store)).all()
+            assert listings and all(x.images for x in listings)
+            deals = [x for x in listings if x.kind == "service"]
+            assert [x.title for x in deals if not (x.deal_items and x.deal_rules)] == []
+            assert all(s.photos and s.hours for s in stores)
+        assert sorted((tmp_path / "media").rglob("*.webp")) == files
+        assert len(files) == 2 * (len(listings) + len(stores))
         assert merchants == len(demo.MERCHANTS) + 1  # plus one application waiting for review
         assert "蜀香居重庆老火锅" in names
     finally:

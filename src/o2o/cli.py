@@ -48,7 +48,7 @@ def _prepare_database(*, migrate_schema: bool) -> None:
 
         db = Database.from_url(settings.database_url)
         try:
-            if demo.load_on_first_start(db):
+            if demo.load_on_first_start(db, settings):
                 typer.echo("已载入演示数据（账号见 README）")
         finally:
             db.dispose()
@@ -166,9 +166,10 @@ def demo() -> None:
     from o2o import demo as demo_data
     from o2o.db import Database
 
-    db = Database.from_url(get_settings().database_url)
+    settings = get_settings()
+    db = Database.from_url(settings.database_url)
     try:
-        created = demo_data.load(db)
+        created = demo_data.load(db, settings)
         typer.echo(f"演示数据已就绪（新建 {created} 条记录）")
     finally:
         db.dispose()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from o2o import meta
 from o2o.accounts import service as accounts
 from o2o.accounts.models import User
+from o2o.config import Settings
 from o2o.db import Database
 from o2o.merchants.models import Category, Membership, MembershipStore, Merchant, Store
 from o2o.registry import domain_modules
@@ -252,23 +253,32 @@ def demo_steps() -> list[Callable[[Session], int]]:
     """The base step, then each domain's ``o2o/<domain>/demo.py`` (``load_demo(session)``),
     ordered by its ``DEMO_ORDER``. Every step must be idempotent."""
     modules = sorted(domain_modules("demo"), key=lambda m: getattr(m, "DEMO_ORDER", 100))
-    return [load_accounts_and_merchants, *(m.load_demo for m in modules)]
+    from o2o.catalog.demo import load_deal_terms
+
+    # Last: contents and rules of every demo deal, including those later steps made.
+    return [load_accounts_and_merchants, *(m.load_demo for m in modules), load_deal_terms]
 
 
-def load(db: Database) -> int:
+def load(db: Database, settings: Settings | None = None) -> int:
+    """Every step; with ``settings``, also the pictures (they need the media directory)."""
     created = 0
     for step in demo_steps():
         with db.transaction() as session:
             created += step(session)
+    if settings is not None:
+        from o2o.media.demo_pictures import load_images
+        from o2o.media.storage import storage_for
+
+        created += load_images(db, storage_for(settings))
     with db.transaction() as session:
         meta.set_value(session, DEMO_LOADED_KEY, utcnow().isoformat())
     return created
 
 
-def load_on_first_start(db: Database) -> bool:
+def load_on_first_start(db: Database, settings: Settings | None = None) -> bool:
     """Load the demo once per database; later starts leave the data alone."""
     with db.transaction(readonly=True) as session:
         if meta.get_value(session, DEMO_LOADED_KEY) is not None:
             return False
-    load(db)
+    load(db, settings)
     return True

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from o2o.accounts.models import User
 from o2o.catalog import service
+from o2o.catalog.demo_terms import TERMS
 from o2o.catalog.models import Listing
 from o2o.catalog.schemas import GoodsListingIn, ServiceListingIn, SkuIn, SlotIn
 from o2o.merchants.access import OWNER, load_actor
@@ -402,3 +403,47 @@ def _listing_in(
         auto_refund_on_expiry=spec.auto_refund_on_expiry,
         requires_slot=bool(spec.slot_starts),
     )
+
+
+def load_deal_terms(session: Session) -> int:
+    """团购详情 for every demo deal that has none (o2o.demo runs this after every other step:
+    some demo deals are made by later steps). A deal not in TERMS gets itself as its one item."""
+    from o2o.demo import MERCHANTS
+
+    changed = 0
+    for listing in session.scalars(
+        select(Listing)
+        .join(Merchant, Merchant.id == Listing.merchant_id)
+        .where(
+            Merchant.name.in_([m.name for m in MERCHANTS]),
+            Listing.kind == "service",
+        )
+        .order_by(Listing.id)
+    ):
+        if listing.deal_rules:  # (a JSON null is not SQL NULL: checked here)
+            continue
+        owner = session.scalar(
+            select(User)
+            .join(Membership, Membership.user_id == User.id)
+            .where(Membership.merchant_id == listing.merchant_id, Membership.role == OWNER)
+            .order_by(Membership.id)
+        )
+        if owner is None:
+            continue
+        items, rules = TERMS.get(
+            listing.title,
+            (
+                [
+                    {
+                        "name": listing.title,
+                        "quantity": 1,
+                        "unit_price_fen": listing.original_price_fen,
+                    }
+                ],
+                {},
+            ),
+        )
+        changes = {"items": items, "rules": rules}
+        service.update_listing(session, load_actor(session, owner), listing.id, changes)
+        changed += 1
+    return changed

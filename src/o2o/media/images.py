@@ -131,7 +131,7 @@ def process(data: bytes) -> ProcessedImage:
         # Bounded by width (the pages are a column); very tall images by 3× the width.
         copy.thumbnail((target, target * 3), Image.Resampling.LANCZOS)
         webp = io.BytesIO()
-        copy.save(webp, "WEBP", quality=80, method=4)
+        copy.save(webp, "WEBP", quality=80, method=2)  # 2: half the time of 4, ~5% larger
         jpeg = io.BytesIO()
         _flatten(copy).save(jpeg, "JPEG", quality=82, optimize=True, progressive=True)
         renditions.append(Rendition(f"{key}-{target}.webp", webp.getvalue(), "image/webp"))
