@@ -91,10 +91,11 @@ def rules_lines(rules: DealRules | None) -> list[tuple[str, str]]:
     rows.append(("可用时段", ranges_text(rules.hours) if rules.hours else "营业时间内可用"))
     if rules.excluded_dates:
         rows.append(("不可用日期", "、".join(d.isoformat() for d in rules.excluded_dates)))
-    booking = "无需预约" if rules.booking == "none" else "需提前预约"
-    if rules.booking != "none" and rules.booking_note:
-        booking += f"（{rules.booking_note}）"
-    rows.append(("预约", booking))
+    if rules.booking != "none":  # (无需预约 is the default the page already says)
+        booking = "需提前预约"
+        if rules.booking_note:
+            booking += f"（{rules.booking_note}）"
+        rows.append(("预约", booking))
     people = people_text(rules)
     if people:
         rows.append(("适用人数", people))
