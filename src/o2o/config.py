@@ -6,8 +6,9 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./o2o.db"
@@ -25,6 +26,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".")
     # Uploaded photos (o2o.media): the local directory; empty means <data_dir>/media.
     media_dir: Path | None = None
+    # "local" (files under media_dir) or "s3" (an S3-compatible bucket through boto3).
+    media_storage: Literal["local", "s3"] = "local"
+    media_s3_bucket: str = ""
+    media_s3_endpoint_url: str = ""  # e.g. https://cos.ap-guangzhou.myqcloud.com; empty: AWS
+    media_s3_region: str = ""
+    media_s3_prefix: str = "media/"
 
     token_ttl_seconds: int = Field(default=2 * 3600, ge=60)
     # Sign-in throttling (o2o.accounts.flows): per phone *and* client address a hard limit; per
@@ -58,6 +65,12 @@ class Settings(BaseSettings):
     embedded_worker: bool = True
     public_base_url: str = "http://127.0.0.1:8000"
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        if self.media_storage == "s3" and not self.media_s3_bucket:
+            raise ValueError("O2O_MEDIA_STORAGE=s3 needs O2O_MEDIA_S3_BUCKET")
+        return self
 
     @property
     def is_sqlite(self) -> bool:

@@ -63,6 +63,62 @@ class LocalStorage:
             return False
 
 
+class S3Storage:
+    """An S3-compatible object store (AWS S3, Tencent COS, Aliyun OSS, MinIO …) through boto3.
+    Credentials come the usual boto3 way (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``
+    or an instance role). Objects are written with a year-long ``Cache-Control``; the app still
+    serves ``/media/<name>`` (a CDN in front caches it), so pages never change with the store."""
+
+    def __init__(self, bucket: str, *, endpoint_url: str = "", region: str = "", prefix: str = ""):
+        import boto3  # only deployments that use S3 need it installed
+
+        self.bucket = bucket
+        self.prefix = prefix
+        self.client = boto3.client(
+            "s3", endpoint_url=endpoint_url or None, region_name=region or None
+        )
+
+    def _key(self, name: str) -> str:
+        if not NAME_RE.match(name):
+            raise ValueError(f"not a media name: {name!r}")
+        return f"{self.prefix}{name}"
+
+    def put(self, name: str, data: bytes, content_type: str) -> None:
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=self._key(name),
+            Body=data,
+            ContentType=content_type,
+            CacheControl="public, max-age=31536000, immutable",
+        )
+
+    def get(self, name: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
+        except ValueError:
+            return None
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return body.read()
+
+    def exists(self, name: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(name))
+        except ValueError:
+            return False
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise
+        return True
+
+
 def media_root(settings: Settings) -> Path:
     return settings.media_dir or settings.data_dir / "media"
 
@@ -72,5 +128,19 @@ def _local(root: str) -> LocalStorage:
     return LocalStorage(Path(root))
 
 
+@lru_cache(maxsize=8)
+def _s3(bucket: str, endpoint_url: str, region: str, prefix: str) -> S3Storage:
+    return S3Storage(bucket, endpoint_url=endpoint_url, region=region, prefix=prefix)
+
+
 def storage_for(settings: Settings) -> MediaStorage:
+    """``O2O_MEDIA_STORAGE=s3`` with ``O2O_MEDIA_S3_BUCKET`` (and an endpoint for non-AWS
+    stores); otherwise files under the media directory."""
+    if settings.media_storage == "s3":
+        return _s3(
+            settings.media_s3_bucket,
+            settings.media_s3_endpoint_url,
+            settings.media_s3_region,
+            settings.media_s3_prefix,
+        )
     return _local(str(media_root(settings).resolve()))
