@@ -32,6 +32,7 @@ class Rule:
     params: Callable[[World], dict[str, Any]] = field(default=lambda w: {})
     body: Callable[[World], Any] | None = None
     query: str = ""
+    files: Callable[[World], Any] | None = None  # a multipart upload instead of a JSON body
 
 
 def a_params(w: World) -> dict[str, Any]:
@@ -152,6 +153,8 @@ def _call(api: ApiClient, world: World, key: tuple[str, str], role: str) -> Any:
     kwargs: dict[str, Any] = {}
     if rule.body is not None:
         kwargs["json"] = rule.body(world)
+    if rule.files is not None:
+        kwargs["files"] = rule.files(world)
     token = None if role == "anonymous" else world.tokens[role]
     return api.request(
         method, url, headers={"Authorization": f"Bearer {token}"} if token else {}, **kwargs
