@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from o2o.catalog import lookups
 from o2o.catalog import service as catalog
 from o2o.catalog.models import GOODS
 from o2o.channels.middleware import visitor_id as channel_visitor_id
@@ -77,7 +78,7 @@ def geo_link(lat: float, lng: float, name: str) -> str:
 def add_covers(session: Session, items: list[dict[str, Any]]) -> None:
     """Each search result gets its listing's cover photo (None without one) and, with a
     nearest store, whether that store is open now (营业中 / 即将打烊 / 已打烊)."""
-    found = catalog.covers(session, [it["listing_id"] for it in items])
+    found = lookups.covers(session, [it["listing_id"] for it in items])
     nearest = [it["nearest_store"]["id"] for it in items if it.get("nearest_store")]
     states = merchants.open_states(session, nearest, utcnow())
     for it in items:
@@ -505,7 +506,7 @@ def render_order(
         payment = session.get(Payment, order.payment_id)
         found = vouchers.order_vouchers_out(session, [order])[order.id]
         # 团购详情 and the stores of each voucher (linked to the store pages).
-        deal_terms = catalog.deal_terms_of(session, [v["listing_id"] for v in found])
+        deal_terms = lookups.deal_terms_of(session, [v["listing_id"] for v in found])
         store_ids = {s for v in found for s in v["store_ids"]} | {
             v["redeemed_store_id"] for v in found if v["redeemed_store_id"]
         }

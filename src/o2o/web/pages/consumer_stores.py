@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi.responses import Response
 
-from o2o.catalog import service as catalog
+from o2o.catalog import lookups
 from o2o.geo import haversine_m
 from o2o.merchants import hours
 from o2o.merchants import service as merchants
@@ -28,7 +28,7 @@ def store_page(page: PageDep, store_id: Id) -> Response:
     with page.read() as session:
         store = merchants.public_store(session, store_id, page.actor)
         merchant = merchants.get_merchant(session, store.merchant_id)
-        offers = catalog.store_listings(session, store)
+        offers = lookups.store_listings(session, store)
         items = [
             {
                 "listing_id": x["id"],
