@@ -13,8 +13,11 @@ from o2o.accounts.models import User
 from o2o.catalog import service as catalog
 from o2o.catalog.models import Listing
 from o2o.merchants.access import load_actor
+from o2o.timeutil import to_china, utcnow
+from tests.voucher_support import a_deal, paid_order, set_listing
 from tests.web.support import PageClient, field_error
 from tests.web.test_console_listings import count_listings, created_id, deal_form
+from tests.web.test_console_redeem import refusal
 
 
 @pytest.fixture
@@ -90,3 +93,21 @@ def test_deal_form_contents_and_rules(pages: PageClient, world: Any) -> None:
     assert "周一至周五" in shown and "11:00–14:00、17:00–次日01:00" in shown
     assert "需提前预约（请提前 1 天电话预约）" in shown and "2–4 人" in shown
     assert "锅底另收 ¥20；茶位费 ¥3/人" in shown
+
+
+def test_the_clerk_sees_the_rules_and_why_not_now(pages: PageClient, world: Any) -> None:
+    deal = a_deal(world)
+    code = paid_order(world.db, world.consumer_id, deal.listing_id).codes[0]
+    today = to_china(utcnow()).date().isoformat()
+    items = [{"name": "鸳鸯锅底", "quantity": 1, "unit_price_fen": 4800}]
+    set_listing(world.db, deal.listing_id, deal_rules={"excluded_dates": [today]}, deal_items=items)
+    pages.sign_in(world.a.clerk_id)
+    params = {"code": code, "store_id": str(world.a.store_ids[0])}
+    page = pages.get(f"/console/m/{world.a.id}/redeem", params=params).text
+    assert "鸳鸯锅底 × 1" in page and "不可用日期" in page
+    assert refusal(page) == f"deal_not_usable_now: 该团购 {today} 不可用（商家设定的不可用日期）"
+    r = pages.form_post(f"/console/m/{world.a.id}/redeem", params)
+    assert refusal(r.text) == f"deal_not_usable_now: 该团购 {today} 不可用（商家设定的不可用日期）"
+    set_listing(world.db, deal.listing_id, deal_rules=None)
+    r = pages.form_post(f"/console/m/{world.a.id}/redeem", params)
+    assert refusal(r.text) is None and r.status_code in (200, 303)
