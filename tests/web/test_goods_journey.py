@@ -69,7 +69,7 @@ def pay_in_sandbox(page: Any, amount: str) -> None:
         page.wait_for_url(re.compile(r"/sandbox/cashier/"), timeout=30_000)
     expect(page.get_by_text(amount)).to_be_visible()
     page.get_by_role("button", name="支付成功").click()
-    expect(page.get_by_text("待发货").first).to_be_visible()
+    expect(page.get_by_text("已支付")).to_be_visible()  # the cashier's payment status
 
 
 def order_no_of(page: Any, title: str) -> str:
