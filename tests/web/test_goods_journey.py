@@ -157,7 +157,7 @@ def test_goods_journey_cart_ship_receive_review(phone: Any, desktop: Any, live_s
     carrier_reports(live_server, number)
 
     phone.goto(f"/orders/{book_order}")
-    expect(phone.get_by_test_id("order-status")).to_have_text("已发货")
+    expect(phone.get_by_test_id("order-status")).to_have_text("待收货")
     parcel = phone.get_by_test_id("parcel")
     expect(parcel).to_contain_text("顺丰速运")
     expect(parcel.get_by_test_id("tracking-no")).to_have_text(number)
