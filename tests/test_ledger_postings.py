@@ -453,14 +453,14 @@ def test_payment_from_before_the_ledger_is_posted_when_first_needed(
     assert_identities(db)
 
 
-def test_demo_data_posts_to_the_ledger_and_balances(db: Database) -> None:
+def test_demo_data_posts_to_the_ledger_and_balances(demo_db: Database) -> None:
     from o2o import demo
 
-    demo.load(db)
-    with db.transaction(readonly=True) as session:
+    demo.load(demo_db)
+    with demo_db.transaction(readonly=True) as session:
         kinds = set(session.scalars(select(LedgerTransaction.kind)))
     assert {"payment_received", "earned", "refund"} <= kinds, kinds
-    assert_identities(db)
+    assert_identities(demo_db)
 
 
 # --- the property --------------------------------------------------------------------------
