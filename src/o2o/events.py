@@ -29,6 +29,7 @@ from o2o.timeutil import utcnow
 # Who made a change happen (order history, after-sales, merchant review): the kinds of actor.
 USER, STAFF, OPERATOR, PROVIDER, WORKER = "user", "staff", "operator", "provider", "worker"
 ACTOR_KINDS = (USER, STAFF, OPERATOR, PROVIDER, WORKER)
+ACTOR_LABELS = {USER: "顾客", STAFF: "商家", OPERATOR: "平台", PROVIDER: "支付机构", WORKER: "系统"}
 
 
 @dataclass(frozen=True)

@@ -205,13 +205,29 @@ def _record_review(
     )
 
 
-def review_history(session: Session, merchant_id: int) -> Sequence[MerchantReview]:
-    """The merchant's decisions, oldest first."""
-    return session.scalars(
+REVIEW_ACTION_LABELS = {
+    "apply": "提交申请",
+    "approve": "审核通过",
+    "reject": "驳回",
+    "suspend": "暂停",
+    "resubmit": "修改后重新提交",
+}
+
+
+def review_histories(
+    session: Session, merchant_ids: Sequence[int]
+) -> dict[int, list[MerchantReview]]:
+    """Each merchant's decisions (审核记录), oldest first."""
+    result: dict[int, list[MerchantReview]] = {mid: [] for mid in merchant_ids}
+    if not merchant_ids:
+        return result
+    for row in session.scalars(
         select(MerchantReview)
-        .where(MerchantReview.merchant_id == merchant_id)
+        .where(MerchantReview.merchant_id.in_(list(merchant_ids)))
         .order_by(MerchantReview.id)
-    ).all()
+    ):
+        result[row.merchant_id].append(row)
+    return result
 
 
 def review(

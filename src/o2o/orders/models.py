@@ -59,6 +59,27 @@ ORDER_STATUS = StateMachine(
 )
 
 
+# The order timeline's words for each move (short, for the pages).
+ORDER_ACTION_LABELS = {
+    "place": "下单",
+    "pay": "支付成功",
+    "cancel": "订单取消",
+    "revive": "逾期付款，订单恢复",
+    "ship": "商家发货",
+    "complete": "订单完成",
+    "reopen": "撤销核销，订单恢复",
+    "request_refund": "申请退款",
+    "refund_failed": "退款失败",
+    "all_refunded": "退款完成",
+}
+# Why (cancel reasons and other codes stored as the reason) in words.
+ORDER_REASON_LABELS = {
+    CANCELLED_BY_CONSUMER: "顾客取消",
+    CANCELLED_BY_TIMEOUT: "超时未支付",
+    "late_payment": "取消后收到付款",
+}
+
+
 class Checkout(Base):
     """结算: one consumer action; its orders are paid by one payment."""
 

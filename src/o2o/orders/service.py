@@ -27,7 +27,7 @@ from o2o.catalog.models import GOODS, Listing, ListingStore, Sku, TimeSlot
 from o2o.channels import service as channels
 from o2o.config import Settings
 from o2o.errors import NotFound, ValidationFailed
-from o2o.events import BY_PROVIDER, USER, Who
+from o2o.events import ACTOR_LABELS, BY_PROVIDER, USER, Who
 from o2o.inventory import service as inventory
 from o2o.inventory.models import InventoryHold
 from o2o.inventory.service import OutOfStock
@@ -36,6 +36,8 @@ from o2o.merchants.models import Category, Merchant
 from o2o.orders.models import (
     CANCELLED,
     COMPLETED,
+    ORDER_ACTION_LABELS,
+    ORDER_REASON_LABELS,
     ORDER_STATUS,
     PENDING_PAYMENT,
     REFUNDED,
@@ -427,10 +429,27 @@ def lines_by_order(session: Session, order_ids: Sequence[int]) -> dict[int, list
 
 
 def history(session: Session, order_id: int) -> Sequence[OrderHistory]:
-    """The order's timeline, oldest first."""
+    """The order's history rows, oldest first."""
     return session.scalars(
         select(OrderHistory).where(OrderHistory.order_id == order_id).order_by(OrderHistory.id)
     ).all()
+
+
+def timeline(session: Session, order_id: int) -> list[dict[str, Any]]:
+    """The order's history in words for the pages (consumer, console, admin), oldest first."""
+    return [
+        {
+            "at": row.at,
+            "action": row.action,
+            "label": ORDER_ACTION_LABELS.get(row.action, row.action),
+            "to_label": ORDER_STATUS.label(row.to_status),
+            "actor_kind": row.actor_kind,
+            "actor": ACTOR_LABELS.get(row.actor_kind, row.actor_kind),
+            "actor_id": row.actor_id,
+            "reason": ORDER_REASON_LABELS.get(row.reason, row.reason),
+        }
+        for row in history(session, order_id)
+    ]
 
 
 def get_own_order(session: Session, user_id: int, order_no: str) -> Order:
