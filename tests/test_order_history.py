@@ -60,6 +60,14 @@ def test_a_goods_order_timeline_names_each_actor_and_shows_on_three_pages(
         ("ship", "paid", "shipped", "staff", world.a.manager_id, ""),
         ("complete", "shipped", "completed", "user", world.consumer_id, ""),
     ]
+    detail = api.get(f"/api/v1/orders/{order.order_no}", as_=world.tokens["consumer"]).json()
+    assert [(t["action"], t["to_status"], t["actor_kind"]) for t in detail["timeline"]] == [
+        ("place", "pending_payment", "user"),
+        ("pay", "paid", "provider"),
+        ("ship", "shipped", "staff"),
+        ("complete", "completed", "user"),
+    ]
+    assert detail["timeline"][2]["label"] == "商家发货" and "actor_id" not in detail["timeline"][2]
     with PageClient(app) as pages:
         pages.sign_in(world.consumer_id)
         mine = pages.get(f"/orders/{order.order_no}").text

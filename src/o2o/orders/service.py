@@ -442,6 +442,7 @@ def timeline(session: Session, order_id: int) -> list[dict[str, Any]]:
             "at": row.at,
             "action": row.action,
             "label": ORDER_ACTION_LABELS.get(row.action, row.action),
+            "to_status": row.to_status,
             "to_label": ORDER_STATUS.label(row.to_status),
             "actor_kind": row.actor_kind,
             "actor": ACTOR_LABELS.get(row.actor_kind, row.actor_kind),
