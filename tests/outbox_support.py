@@ -6,8 +6,9 @@ attempts file (outside the database: shows redeliveries). With ``hang_key_file``
 first delivery whose key is not yet in it hangs after writing its effect, before the commit —
 the moment the test SIGKILLs the process.
 
-Run as ``python -m tests.outbox_support DATABASE_URL WORKDIR [hang]``: a worker draining the
-outbox in a loop until ``WORKDIR/stop`` exists.
+Run as ``python -m tests.outbox_support DATABASE_URL WORKDIR [hang | after:NAME]``: a worker
+draining the outbox in a loop until ``WORKDIR/stop`` exists; ``after:NAME`` starts draining only
+once ``WORKDIR/NAME`` exists (the test starts every process at once: one start-up's wait).
 """
 
 from __future__ import annotations
@@ -77,12 +78,15 @@ def main() -> None:
     from o2o.outbox import service
 
     url, workdir = sys.argv[1], Path(sys.argv[2])
-    hang = len(sys.argv) > 3 and sys.argv[3] == "hang"
+    mode = sys.argv[3] if len(sys.argv) > 3 else ""
+    hang = mode == "hang"
     load_models()
     wiring.install()
     db = Database.from_url(url)
     with wiring.extra_after_commit(subscriptions(workdir, hang)):
-        (workdir / f"ready-{os.getpid()}").write_text("")
+        if mode.startswith("after:"):
+            while not (workdir / mode.removeprefix("after:")).exists():
+                time.sleep(0.02)
         while not (workdir / "stop").exists():
             if service.drain(db) == 0:
                 time.sleep(0.05)
