@@ -20,11 +20,16 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from o2o import migrate
+from o2o import migrate, wiring
 from o2o.app import create_app
 from o2o.config import Settings
 from o2o.db import Base, Database
+from o2o.registry import load_models
 from tests.support import ApiClient
+
+# Like the app, the worker and the CLI at start-up: every table, and the events' handlers.
+load_models()
+wiring.install()
 
 POSTGRES_URL_ENV = "O2O_TEST_POSTGRES_URL"
 POSTGRES_SKIP_REASON = f"PostgreSQL tests skipped: set {POSTGRES_URL_ENV} to run them"
