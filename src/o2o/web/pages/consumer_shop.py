@@ -513,6 +513,7 @@ def render_order(
         store_names = merchants.store_names(session, store_ids)
         # Parcels, receipt, after-sales and reviews (o2o.web.pages.consumer_fulfil).
         after = fulfil.order_context(session, page, order, lines, **forms)
+        timeline = orders.timeline(session, order.id)
     return page.render(
         "consumer/order.html",
         order=order,
@@ -527,6 +528,7 @@ def render_order(
         voucher_words=VOUCHER_WORDS,
         badge=STATUS_BADGES.get(order.status, ""),
         payable=order.status == PENDING_PAYMENT,
+        timeline=timeline,
         status_code=status_code,
         **after,
     )
