@@ -222,6 +222,7 @@ class FakeOrder:
     success_time: datetime | None = None
     prepay_id: str | None = None
     code_url: str | None = None
+    h5_url: str | None = None
     shared_fen: int = 0
     unfrozen: bool = False
 
@@ -239,6 +240,7 @@ class FakeCombine:
     scene_info: dict[str, Any] | None
     prepay_id: str | None = None
     code_url: str | None = None
+    h5_url: str | None = None
 
 
 @dataclass
@@ -317,6 +319,26 @@ def _require(body: Mapping[str, Any], *names: str) -> None:
             raise _Reject(
                 400, "PARAM_ERROR", f"输入源“/body/{name}”映射到字段“{name}”必填性规则校验失败"
             )
+
+
+def _check_h5_scene(body: Mapping[str, Any]) -> None:
+    """H5 payments: scene_info.payer_client_ip and scene_info.h5_info.type are required."""
+    scene = body.get("scene_info")
+    if not isinstance(scene, dict) or not scene.get("payer_client_ip"):
+        raise _Reject(400, "PARAM_ERROR", "scene_info.payer_client_ip 必填")
+    h5_info = scene.get("h5_info")
+    if not isinstance(h5_info, dict) or not h5_info.get("type"):
+        raise _Reject(400, "PARAM_ERROR", "scene_info.h5_info.type 必填")
+    if h5_info["type"] not in ("iOS", "Android", "Wap"):
+        raise _Reject(400, "PARAM_ERROR", "h5_info.type 取值为 iOS、Android 或 Wap")
+
+
+def _prepay_answer(order: Any, kind: str) -> dict[str, Any]:
+    if kind == "jsapi":
+        return {"prepay_id": order.prepay_id}
+    if kind == "h5":
+        return {"h5_url": order.h5_url}
+    return {"code_url": order.code_url}
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -1065,13 +1087,17 @@ class FakeWeChatPay:
     def _routes(self) -> list[tuple[str, re.Pattern[str], Callable[..., tuple[int, Any]]]]:
         no = r"(?P<no>[^/]+)"
         table: list[tuple[str, str, Callable[..., tuple[int, Any]]]] = [
-            ("POST", r"/v3/pay/transactions/(?P<kind>jsapi|native)", self._h_prepay),
-            ("POST", r"/v3/pay/partner/transactions/(?P<kind>jsapi|native)", self._h_prepay),
+            ("POST", r"/v3/pay/transactions/(?P<kind>jsapi|native|h5)", self._h_prepay),
+            ("POST", r"/v3/pay/partner/transactions/(?P<kind>jsapi|native|h5)", self._h_prepay),
             ("GET", rf"/v3/pay/transactions/(?P<by>out-trade-no|id)/{no}", self._h_query),
             ("GET", rf"/v3/pay/partner/transactions/(?P<by>out-trade-no|id)/{no}", self._h_query),
             ("POST", rf"/v3/pay/transactions/out-trade-no/{no}/close", self._h_close),
             ("POST", rf"/v3/pay/partner/transactions/out-trade-no/{no}/close", self._h_close),
-            ("POST", r"/v3/combine-transactions/(?P<kind>jsapi|native)", self._h_combine_prepay),
+            (
+                "POST",
+                r"/v3/combine-transactions/(?P<kind>jsapi|native|h5)",
+                self._h_combine_prepay,
+            ),
             ("GET", rf"/v3/combine-transactions/out-trade-no/{no}", self._h_combine_query),
             ("POST", rf"/v3/combine-transactions/out-trade-no/{no}/close", self._h_combine_close),
             ("POST", r"/v3/refund/domestic/refunds", self._h_refund),
@@ -1250,6 +1276,8 @@ class FakeWeChatPay:
                 raise _Reject(400, "PARAM_ERROR", "payer 必填")
             if openid_kind == "sub_openid" and not body.get("sub_appid"):
                 raise _Reject(400, "PARAM_ERROR", "使用 sub_openid 时 sub_appid 必填")
+        elif kind == "h5":
+            _check_h5_scene(body)
         expire = self._parse_expire(body.get("time_expire"))
         key = (merchant.mchid, sub_mchid or "", str(body["out_trade_no"]))
         fingerprint = _fingerprint(body, "time_expire") + kind
@@ -1261,11 +1289,7 @@ class FakeWeChatPay:
                 raise _Reject(400, "ORDER_CLOSED", "订单已关闭")
             if existing.request_fingerprint != fingerprint:
                 raise _Reject(403, "OUT_TRADE_NO_USED", "商户订单号重复")
-            return 200, (
-                {"prepay_id": existing.prepay_id}
-                if kind == "jsapi"
-                else {"code_url": existing.code_url}
-            )
+            return 200, _prepay_answer(existing, kind)
         order = FakeOrder(
             owner=merchant.mchid,
             mchid=merchant.mchid,
@@ -1288,12 +1312,20 @@ class FakeWeChatPay:
             order.prepay_id = (
                 "wx" + datetime.now(CHINA_TZ).strftime("%d%H%M%S") + secrets.token_hex(12)
             )
+        elif kind == "h5":
+            order.h5_url = self._h5_url()
         else:
             order.code_url = "weixin://wxpay/bizpayurl?pr=" + secrets.token_urlsafe(6)
         self.orders[key] = order
-        if kind == "jsapi":
-            return 200, {"prepay_id": order.prepay_id}
-        return 200, {"code_url": order.code_url}
+        return 200, _prepay_answer(order, kind)
+
+    def _h5_url(self) -> str:
+        # WeChat's is https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id=…&package=…
+        prepay = "wx" + datetime.now(CHINA_TZ).strftime("%d%H%M%S") + secrets.token_hex(12)
+        return (
+            f"{self.base_url}/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={prepay}"
+            f"&package={secrets.randbelow(10**10):010d}"
+        )
 
     def _order_from_query(
         self, merchant: FakeMerchant, query: Mapping[str, str], partner: bool
@@ -1359,6 +1391,8 @@ class FakeWeChatPay:
             openid = str((body.get("combine_payer_info") or {}).get("openid") or "")
             if not openid:
                 raise _Reject(400, "PARAM_ERROR", "combine_payer_info.openid 必填")
+        elif kind == "h5":
+            _check_h5_scene(body)
         else:
             if not (body.get("scene_info") or {}).get("payer_client_ip"):
                 raise _Reject(400, "PARAM_ERROR", "scene_info.payer_client_ip 必填")
@@ -1373,11 +1407,7 @@ class FakeWeChatPay:
                 raise _Reject(400, "ORDER_CLOSED", "订单已关闭")
             if existing.request_fingerprint != fingerprint:
                 raise _Reject(403, "OUT_TRADE_NO_USED", "商户订单号重复")
-            return 200, (
-                {"prepay_id": existing.prepay_id}
-                if kind == "jsapi"
-                else {"code_url": existing.code_url}
-            )
+            return 200, _prepay_answer(existing, kind)
         expire = self._parse_expire(body.get("time_expire"))
         new_orders: list[FakeOrder] = []
         for sub in subs:
@@ -1427,9 +1457,11 @@ class FakeWeChatPay:
         self.combines[(merchant.mchid, combine_no)] = combine
         if kind == "jsapi":
             combine.prepay_id = "wx" + secrets.token_hex(16)
-            return 200, {"prepay_id": combine.prepay_id}
-        combine.code_url = "weixin://wxpay/bizpayurl?pr=" + secrets.token_urlsafe(6)
-        return 200, {"code_url": combine.code_url}
+        elif kind == "h5":
+            combine.h5_url = self._h5_url()
+        else:
+            combine.code_url = "weixin://wxpay/bizpayurl?pr=" + secrets.token_urlsafe(6)
+        return 200, _prepay_answer(combine, kind)
 
     def _h_combine_query(self, *, merchant: FakeMerchant, no: str, **_: Any) -> tuple[int, Any]:
         combine = self.combines.get((merchant.mchid, no))

@@ -325,6 +325,8 @@ def test_prepare_refuses_bad_requests_before_calling(
     with pytest.raises(ValueError, match="openid"):
         direct.prepare(single("P-NOOPENID"), method="jsapi")
     with pytest.raises(ValueError, match="unsupported"):
+        direct.prepare(single("P-MICRO"), method="micropay")
+    with pytest.raises(ValueError, match="IP address"):
         direct.prepare(single("P-H5"), method="h5")
     wrong_total = PaymentRequest(
         payment_no="P-SUM",

@@ -30,7 +30,7 @@ from o2o.payments.schemas import (
     SandboxResultOut,
 )
 from o2o.schemas import Page, PageLimit
-from o2o.security import require_user_id
+from o2o.security import client_address, require_user_id
 from o2o.timeutil import format_china
 
 router = APIRouter(prefix="/api/v1", tags=["payments"])
@@ -68,7 +68,9 @@ def pay(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     """Start paying: sandbox → ``{cashier_url}``; WeChat Pay JSAPI → the ``wx.requestPayment``
-    parameters; Native → ``{code_url}``. Safe to repeat (providers dedupe on payment_no)."""
+    parameters for the caller's own WeChat identity (409 ``wechat_identity_required`` without
+    one); H5 → ``{h5_url}``; Native → ``{code_url}``. Safe to repeat (providers dedupe on
+    payment_no)."""
     return service.start_payment(
         db,
         settings,
@@ -76,8 +78,7 @@ def pay(
         payment_no=payment_no,
         provider_name=body.provider,
         method=body.method,
-        openid=body.openid,
-        client_ip=request.client.host if request.client else None,
+        client_ip=client_address(request),
     )
 
 

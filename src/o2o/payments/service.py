@@ -89,6 +89,7 @@ from o2o.payments.providers import (
     REFUND_SUCCEEDED as EVENT_REFUND_SUCCEEDED,
 )
 from o2o.timeutil import utcnow
+from o2o.wechat import service as wechat_identities
 
 log = logging.getLogger(__name__)
 
@@ -216,18 +217,25 @@ def start_payment(
     payment_no: str,
     provider_name: str,
     method: str | None = None,
-    openid: str | None = None,
     client_ip: str | None = None,
 ) -> dict[str, Any]:
     """The consumer pays: fix the provider on the payment, then ask the provider (outside the
-    transaction) for what the client needs — a cashier URL, JSAPI parameters, a QR code URL."""
+    transaction) for what the client needs — a cashier URL, JSAPI parameters, a QR code URL, an
+    H5 URL. A JSAPI payer's openid is the consumer's own WeChat identity for an app id the
+    provider can pay for (``payer_appids``), never one a client sends."""
     provider = registry.get_provider(provider_name, settings)
-    if method is None:
-        method = "native" if provider_name == registry.WECHATPAY and not openid else None
-        method = method or DEFAULT_METHODS.get(provider_name, "cashier")
+    payer_appids: list[str] = list(getattr(provider, "payer_appids", list)())
     now = utcnow()
     with db.transaction() as session:
         payment = get_own_payment(session, user_id, payment_no)
+        payer = wechat_identities.openid_for(session, user_id, payer_appids)
+        if method is None:
+            method = "jsapi" if payer else ("native" if payer_appids else None)
+            method = method or DEFAULT_METHODS.get(provider_name, "cashier")
+        if method == "jsapi" and payer_appids and payer is None:
+            raise Conflict(
+                "请在微信中打开页面完成支付（需要微信授权登录）", code="wechat_identity_required"
+            )
         payment = lock_payment(session, payment_id=payment.id)
         assert payment is not None
         next_status = PAYMENT_STATUS.next_state(payment.status, "start")
@@ -245,10 +253,11 @@ def start_payment(
         payment.started_at = payment.started_at or now
         payment.updated_at = now
         request = payment_request(session, payment)
+    payer_args: dict[str, Any] = {}
+    if method == "jsapi" and payer is not None:
+        payer_args = {"payer_openid": payer[1], "payer_appid": payer[0]}
     try:
-        prepared = provider.prepare(
-            request, method=method, payer_openid=openid, client_ip=client_ip
-        )
+        prepared = provider.prepare(request, method=method, client_ip=client_ip, **payer_args)
     except ProviderUnavailable as exc:
         raise ProviderUnavailableError("支付服务暂时无法连接，请稍后重试") from exc
     except ProviderRefused as exc:
