@@ -636,15 +636,22 @@ def _submit_refunds(db: Database, settings: Settings, refund_ids: Sequence[int])
             log.exception("submitting refund %s failed; the worker retries", refund_id)
 
 
-def refresh_payment(db: Database, settings: Settings, payment: Payment) -> bool:
-    """Active query: a payment still waiting a minute after it started asks its provider (not
-    more often than every 10 s). True when that changed something."""
+def refresh_payment(
+    db: Database,
+    settings: Settings,
+    payment: Payment,
+    *,
+    after: timedelta = ACTIVE_QUERY_AFTER,
+    every: timedelta = ACTIVE_QUERY_EVERY,
+) -> bool:
+    """Active query: a payment still waiting ``after`` (a minute) after it started asks its
+    provider (not more often than ``every``, 10 s). True when that changed something."""
     now = utcnow()
     if payment.status not in (PENDING,) or payment.provider is None or payment.started_at is None:
         return False
-    if now - payment.started_at < ACTIVE_QUERY_AFTER:
+    if now - payment.started_at < after:
         return False
-    if payment.queried_at is not None and now - payment.queried_at < ACTIVE_QUERY_EVERY:
+    if payment.queried_at is not None and now - payment.queried_at < every:
         return False
     provider = registry.find_provider(payment.provider, settings)
     if provider is None:
