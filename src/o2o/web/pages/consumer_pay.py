@@ -30,7 +30,8 @@ def _qr(text: str) -> Markup:
 
 
 def _render(page: PageContext, view: dict[str, object], **context: object) -> Response:
-    return page.render("consumer/pay.html", view=view, **context)
+    values: dict[str, object] = {"way": None, "returned": False, "qr": None, "jsapi": None}
+    return page.render("consumer/pay.html", view=view, **{**values, **context})
 
 
 @router.get("/pay/{payment_no}", name="consumer_pay")
