@@ -73,6 +73,7 @@ def serve(
             O2O_DATABASE_URL=url,
             O2O_SECRET_KEY=secret,
             O2O_DEMO="false",
+            O2O_SANDBOX_PAYMENTS="true",
             O2O_EMBEDDED_WORKER="false",
             O2O_LOG_LEVEL="warning",
             O2O_DATA_DIR=str(tmp_path),

@@ -115,9 +115,11 @@ def test_cashier_form_posts_back_to_the_page(api: Any, world: Any, db: Any) -> N
     body = checkout_goods(api, token, goods)
     no = body["payment"]["payment_no"]
     api.post(f"/api/v1/payments/{no}/pay", json={"provider": "sandbox"}, as_=token)
-    r = api.post(f"/sandbox/cashier/{no}", data={"result": "success"}, follow_redirects=False)
+    r = api.post(
+        f"/sandbox/cashier/{no}", data={"result": "success"}, follow_redirects=False, as_=token
+    )
     assert r.status_code == 303
-    page = api.get(r.headers["location"])
+    page = api.get(r.headers["location"], as_=token)
     assert "已支付" in page.text and "支付成功</button>" not in page.text
     # After paying, the way back to the consumer's order page.
     order_no = body["orders"][0]["order_no"]

@@ -1110,13 +1110,14 @@ def is_stuck(refund: Refund, now: datetime | None = None) -> bool:
 # --- the sandbox cashier ---------------------------------------------------------------------
 
 
-def sandbox_result(db: Database, settings: Settings, payment_no: str, success: bool) -> str:
-    """The sandbox cashier's buttons: a signed notification through the same notify path."""
+def sandbox_result(
+    db: Database, settings: Settings, payment_no: str, success: bool, user_id: int
+) -> str:
+    """The sandbox cashier's buttons (the payer's own payment only): a signed notification
+    through the same notify path."""
     provider = registry.get_provider(registry.SANDBOX, settings)
     with db.transaction(readonly=True) as session:
-        payment = session.scalar(select(Payment).where(Payment.payment_no == payment_no))
-        if payment is None:
-            raise NotFound("支付单不存在", code="payment_not_found")
+        payment = get_own_payment(session, user_id, payment_no)
         if payment.provider != registry.SANDBOX:
             raise Conflict("该支付单未选择沙箱支付", code="provider_mismatch")
         amount, currency = payment.amount_fen, payment.currency
@@ -1131,10 +1132,8 @@ def sandbox_result(db: Database, settings: Settings, payment_no: str, success: b
     return status or ""
 
 
-def sandbox_cashier_view(session: Session, payment_no: str) -> dict[str, Any]:
-    payment = session.scalar(select(Payment).where(Payment.payment_no == payment_no))
-    if payment is None:
-        raise NotFound("支付单不存在", code="payment_not_found")
+def sandbox_cashier_view(session: Session, payment_no: str, *, user_id: int) -> dict[str, Any]:
+    payment = get_own_payment(session, user_id, payment_no)
     request = payment_request(session, payment)
     return {
         "payment_no": payment.payment_no,
