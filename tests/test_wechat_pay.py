@@ -13,12 +13,15 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from sqlalchemy import update
 
 from o2o.app import create_app
+from o2o.merchants.models import Merchant
 from o2o.payments.wechatpay_crypto import jsapi_sign_message, rsa_verify
+from tests.checkout_support import ADDRESS, goods_item, make_goods, place
 from tests.conftest import make_settings
 from tests.fakes.wechatpay_server import FakeWeChatPay
-from tests.support import World, bind_wechat
+from tests.support import ApiClient, World, bind_wechat
 from tests.voucher_support import a_deal
 from tests.web.support import PageClient
 
@@ -153,3 +156,53 @@ def test_a_phone_browser_pays_by_h5_and_a_desktop_by_qr(
         other.sign_in(world.other_consumer_id)
         assert other.get(f"/pay/{payment_no}").status_code == 404
         assert other.get(f"/pay/{payment_no}/status").status_code == 404
+
+
+def test_a_combined_checkout_of_two_merchants_pays_on_each_way(
+    db_url: str,
+    tmp_path: Any,
+    world: World,
+    fake: FakeWeChatPay,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Partner mode (服务商): a checkout across two merchants is one 合单 payment, whether the
+    consumer is in WeChat (JSAPI), on a phone browser (H5) or at a desktop (Native)."""
+    env = fake.provider_env(partner=True, notify_url="http://testserver" + NOTIFY)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with world.db.transaction() as session:
+        for merchant_id, sub in ((world.a.id, "1900000201"), (world.b.id, "1900000202")):
+            session.execute(
+                update(Merchant).where(Merchant.id == merchant_id).values(sub_mchid=sub)
+            )
+    bind_wechat(world.db, world.consumer_id, env["O2O_WECHATPAY_APPID"], OPENID)
+    app = create_app(make_settings(db_url, tmp_path))
+    token = world.tokens["consumer"]
+    seen: dict[str, Any] = {}
+    for way, user_agent in (("jsapi", WECHAT_UA), ("h5", PHONE_UA), ("native", DESKTOP_UA)):
+        goods = [
+            make_goods(world.db, world.a.id, world.category_id, price_fen=1999),
+            make_goods(world.db, world.b.id, world.category_id, price_fen=3001),
+        ]
+        with ApiClient(app) as api:
+            made = place(api, token, [goods_item(g) for g in goods], address=ADDRESS)
+        assert made.status_code == 201, made.text
+        payment_no = made.json()["payment"]["payment_no"]
+        with Browser(app, user_agent) as client:
+            client.sign_in(world.consumer_id)
+            r = client.get(f"/pay/{payment_no}")
+            assert r.status_code in (200, 303), r.text
+            sent = fake.requests[-1]
+            assert sent.path == f"/v3/combine-transactions/{way}", sent.path
+            assert sent.body["combine_out_trade_no"] == payment_no
+            assert len(sent.body["sub_orders"]) == 2
+            seen[way] = sent.body
+            if way == "jsapi":
+                assert 'data-jsapi="' in r.text and "2 个商户合并支付" in r.text
+            elif way == "h5":
+                assert r.headers["location"].startswith(fake.base_url + "/cgi-bin/")
+            else:
+                assert "<svg" in r.text
+    assert seen["jsapi"]["combine_payer_info"] == {"openid": OPENID}
+    assert seen["h5"]["scene_info"]["h5_info"] == {"type": "Wap"}
+    assert seen["native"]["scene_info"]["payer_client_ip"] == PAYER_IP
