@@ -10,8 +10,9 @@ import json
 import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -20,6 +21,7 @@ from o2o.merchants.models import Merchant
 from o2o.payments.wechatpay_crypto import jsapi_sign_message, rsa_verify
 from tests.checkout_support import ADDRESS, goods_item, make_goods, place
 from tests.conftest import make_settings
+from tests.fakes.wechat_server import FakeWeChat
 from tests.fakes.wechatpay_server import FakeWeChatPay
 from tests.support import ApiClient, World, bind_wechat
 from tests.voucher_support import a_deal
@@ -206,3 +208,50 @@ def test_a_combined_checkout_of_two_merchants_pays_on_each_way(
     assert seen["jsapi"]["combine_payer_info"] == {"openid": OPENID}
     assert seen["h5"]["scene_info"]["h5_info"] == {"type": "Wap"}
     assert seen["native"]["scene_info"]["payer_client_ip"] == PAYER_IP
+
+
+def test_a_phone_account_inside_wechat_binds_its_openid_before_paying(
+    db_url: str,
+    tmp_path: Any,
+    world: World,
+    fake: FakeWeChatPay,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Signed in with a phone inside WeChat, no WeChat identity yet: the cashier has WeChat's
+    silent authorization bind the openid to *this* account, then pays with it. An openid bound
+    to another account stays theirs."""
+    with FakeWeChat() as wx:
+        official = wx.official_account(fake.provider_env()["O2O_WECHATPAY_APPID"])
+        monkeypatch.setenv("O2O_WECHAT_APPID", official.appid)
+        monkeypatch.setenv("O2O_WECHAT_SECRET", official.secret)
+        monkeypatch.setenv("O2O_WECHAT_API_BASE_URL", wx.base_url)
+        monkeypatch.setenv("O2O_WECHAT_OPEN_BASE_URL", wx.base_url)
+        app = create_app(make_settings(db_url, tmp_path))
+        someone = wx.user()
+
+        def through_wechat(client: Browser, location: str) -> Any:
+            r = httpx.get(
+                location.split("#")[0],
+                cookies={"fake_wx_user": someone.key},
+                follow_redirects=False,
+            )
+            assert r.status_code == 302, r.text
+            callback = urlsplit(r.headers["location"])
+            return client.get(f"{callback.path}?{callback.query}")
+
+        with Browser(app, WECHAT_UA) as phone:
+            phone.sign_in(world.consumer_id)
+            payment_no = buy(phone, world, "k-bind-000001")
+            r = phone.get(f"/pay/{payment_no}")
+            assert r.status_code == 302 and r.headers["location"].startswith(wx.base_url)
+            back = through_wechat(phone, r.headers["location"])
+            assert back.status_code == 303 and back.headers["location"] == f"/pay/{payment_no}"
+            page = phone.get(f"/pay/{payment_no}")
+            assert page.status_code == 200 and 'data-jsapi="' in page.text
+            assert fake.requests[-1].body["payer"] == {"openid": someone.openid(official.appid)}
+        with Browser(app, WECHAT_UA) as other:
+            other.sign_in(world.other_consumer_id)
+            payment_no = buy(other, world, "k-bind-000002")
+            r = other.get(f"/pay/{payment_no}")
+            refused = through_wechat(other, r.headers["location"])
+            assert refused.status_code == 409 and "已绑定其他账号" in refused.text

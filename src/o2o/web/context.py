@@ -191,10 +191,18 @@ def wechat_authorization_url(
         return None
     if request.url.path.startswith(NO_WECHAT_AUTHORIZATION):
         return None
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return wechat_authorize(session, settings, target)
+
+
+def wechat_authorize(
+    session: PageSession, settings: Settings, target: str, *, bind: bool = False
+) -> str | None:
+    """WeChat's silent authorization coming back to ``target``; ``bind``: for the account
+    signed in now. None when the 公众号 is not configured or a recent attempt failed."""
     if not wechat_settings(settings).oauth_enabled or not wechat.should_authorize(session):
         return None
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    state = wechat.new_state(session, safe_next(target))
+    state = wechat.new_state(session, safe_next(target), bind=bind)
     redirect_uri = settings.public_base_url.rstrip("/") + wechat.CALLBACK_PATH
     return wechat_flows.client(settings).authorize_url(redirect_uri, state)
 

@@ -74,6 +74,15 @@ def web_sign_in(
     return start_session(db, who, kind=accounts.PAGE, ttl_seconds=ttl_seconds)
 
 
+def web_bind(db: Database, settings: Settings, user_id: int, code: str) -> None:
+    """公众号网页授权 for the account signed in now: its openid for paying inside WeChat."""
+    if not wechat_settings(settings).oauth_enabled:
+        raise NotFound("微信登录未开通", code="wechat_not_configured")
+    who = _ask(client(settings).oauth2_access_token, code)
+    with db.transaction() as session:
+        service.bind(session, user_id, who)
+
+
 def miniprogram_sign_in(db: Database, settings: Settings, code: str) -> tuple[int, str]:
     """小程序 wx.login code → (user id, API session id)."""
     if not wechat_settings(settings).miniprogram_enabled:

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from o2o.accounts.models import User
-from o2o.errors import AppError
+from o2o.errors import AppError, Conflict
 from o2o.timeutil import utcnow
 from o2o.wechat.client import WeChatUser
 from o2o.wechat.models import WeChatIdentity
@@ -97,6 +97,37 @@ def sign_in(session: Session, who: WeChatUser) -> SignedInUser:
     return SignedInUser(user_id, created)
 
 
+def bind(session: Session, user_id: int, who: WeChatUser) -> None:
+    """Bind a WeChat identity to a signed-in account (a phone account paying inside WeChat).
+    WeChat proved the openid and our session the account; an openid already bound to someone
+    else stays theirs (409)."""
+    now = utcnow()
+    identity = session.scalar(
+        select(WeChatIdentity).where(
+            WeChatIdentity.appid == who.appid, WeChatIdentity.openid == who.openid
+        )
+    )
+    if identity is not None:
+        if identity.user_id != user_id:
+            raise Conflict(
+                "该微信已绑定其他账号，请退出后用微信登录", code="wechat_bound_elsewhere"
+            )
+        identity.last_seen_at = now
+        identity.unionid = who.unionid or identity.unionid
+        return
+    session.add(
+        WeChatIdentity(
+            user_id=user_id,
+            appid=who.appid,
+            openid=who.openid,
+            unionid=who.unionid,
+            created_at=now,
+            last_seen_at=now,
+        )
+    )
+    session.flush()
+
+
 def openid_for(session: Session, user_id: int, appids: list[str]) -> tuple[str, str] | None:
     """The user's (appid, openid) in the first of ``appids`` they have an identity in."""
     wanted = [a for a in appids if a]
@@ -118,15 +149,31 @@ def openid_for(session: Session, user_id: int, appids: list[str]) -> tuple[str, 
 # --- the OAuth state, kept in the signed page session -------------------------------------------
 
 
-def new_state(store: MutableMapping[str, Any], next_url: str, *, now: float | None = None) -> str:
-    """A fresh state for this browser, remembering where to go back to (already a local path)."""
+def new_state(
+    store: MutableMapping[str, Any],
+    next_url: str,
+    *,
+    bind: bool = False,
+    now: float | None = None,
+) -> str:
+    """A fresh state for this browser, remembering where to go back to (already a local path)
+    and whether the openid is for the account signed in now (``bind``)."""
     state = secrets.token_hex(16)
-    store[_STATE_KEY] = {"s": state, "n": next_url, "t": int(time.time() if now is None else now)}
+    stamp = int(time.time() if now is None else now)
+    store[_STATE_KEY] = {"s": state, "n": next_url, "t": stamp, "b": bind}
     return state
 
 
-def take_state(store: MutableMapping[str, Any], state: str, *, now: float | None = None) -> str:
-    """Check the callback's ``state`` against this browser's (once): the page to go back to."""
+@dataclass(frozen=True)
+class TakenState:
+    next_url: str
+    bind: bool
+
+
+def take_state(
+    store: MutableMapping[str, Any], state: str, *, now: float | None = None
+) -> TakenState:
+    """Check the callback's ``state`` against this browser's (once): where to go back to."""
     kept = store.pop(_STATE_KEY, None)
     now = time.time() if now is None else now
     if (
@@ -138,7 +185,7 @@ def take_state(store: MutableMapping[str, Any], state: str, *, now: float | None
     ):
         raise OAuthStateInvalid("微信授权已失效或不是从本页面发起的，请重新打开页面")
     next_url = kept.get("n")
-    return next_url if isinstance(next_url, str) else "/"
+    return TakenState(next_url if isinstance(next_url, str) else "/", kept.get("b") is True)
 
 
 def skip_authorization(store: MutableMapping[str, Any], *, now: float | None = None) -> None:

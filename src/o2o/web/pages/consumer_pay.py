@@ -17,7 +17,7 @@ from o2o.errors import AppError
 from o2o.payments import cashier, registry
 from o2o.payments import service as payments
 from o2o.security import client_address
-from o2o.web.context import PageContext, SignedInPageDep, page_router
+from o2o.web.context import PageContext, SignedInPageDep, page_router, wechat_authorize
 
 router = page_router()
 
@@ -62,6 +62,14 @@ def pay_page(
             client_ip=client_address(page.request),
         )
     except AppError as exc:
+        if exc.code == "wechat_identity_required":
+            # Signed in with a phone inside WeChat: WeChat's silent authorization binds the
+            # openid to this account, then back here to pay.
+            authorize = wechat_authorize(
+                page.session, page.settings, f"/pay/{payment_no}", bind=True
+            )
+            if authorize:
+                return RedirectResponse(authorize, status_code=302)
         return page.redirect(view["next"], flash=exc.detail, kind="error")  # type: ignore[arg-type]
     if "cashier_url" in started:  # the sandbox (development and the demo)
         return RedirectResponse(started["cashier_url"], status_code=303)

@@ -25,11 +25,18 @@ async def oauth_callback(
     code: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Response:
     # The state must be the one this browser started (login CSRF); it is used up here.
-    next_url = safe_next(wechat.take_state(page.session, state))
+    taken = wechat.take_state(page.session, state)
+    next_url = safe_next(taken.next_url)
     if not code:  # the user declined (snsapi_userinfo only): stay anonymous
         wechat.skip_authorization(page.session)
         return RedirectResponse(next_url, status_code=303)
     try:
+        if taken.bind and page.actor is not None:
+            # A signed-in account paying inside WeChat: this openid becomes theirs.
+            await run_in_threadpool(
+                flows.web_bind, page.db, page.settings, page.actor.user_id, code
+            )
+            return RedirectResponse(next_url, status_code=303)
         user_id, sid = await run_in_threadpool(
             flows.web_sign_in, page.db, page.settings, code, ttl_seconds=SESSION_MAX_AGE
         )
