@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -72,6 +73,7 @@ DEFAULT_APPID = "wxd678efh567hg6787"
 DEFAULT_SP_MCHID = "1900000100"
 DEFAULT_SP_APPID = "wx8888888888888888"
 DEFAULT_NOTIFY_URL = "https://o2o.example.com/api/v1/payments/wechatpay/notify"
+H5_CASHIER_PATH = "/cgi-bin/mmpayweb-bin/checkmweb"
 # 商户全称 of the fake's merchant accounts (a MERCHANT_ID receiver must be added with it).
 MERCHANT_NAMES = {
     DEFAULT_SP_MCHID: "深圳市优选生活平台科技有限公司",
@@ -393,6 +395,8 @@ class FakeWeChatPay:
         # Where WeChat Pay posts 分账动账 notifications to the platform as a receiver
         # (configured in the merchant platform, not per request).
         self.profit_sharing_notify_url = DEFAULT_NOTIFY_URL
+        # H5 支付域名: where the H5 cashier lets the browser go back to (redirect_url).
+        self.h5_domains = {"127.0.0.1", "testserver", "o2o.example.com"}
         self._lock = threading.RLock()
         self._merchants: dict[str, FakeMerchant] = {}
         self._server: uvicorn.Server | None = None
@@ -1082,7 +1086,48 @@ class FakeWeChatPay:
             return self._dispatch(request, signed_path, body)
 
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-        return Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)])
+        return Starlette(
+            routes=[
+                Route(H5_CASHIER_PATH, self._h5_cashier, methods=["GET", "POST"]),
+                Route("/{path:path}", endpoint, methods=methods),
+            ]
+        )
+
+    # ------------------------------------------------------------------ the H5 cashier page
+
+    def _h5_payable(self, prepay_marker: str) -> tuple[str, str | None, int] | None:
+        """(number to pay, sub_mchid, amount) of the H5 order whose URL has this prepay id."""
+        for c in self.combines.values():
+            if c.h5_url and prepay_marker in c.h5_url:
+                total = sum(self.orders[k].total for k in c.order_keys)
+                return c.combine_out_trade_no, None, total
+        for o in self.orders.values():
+            if o.h5_url and prepay_marker in o.h5_url and not o.combine_out_trade_no:
+                return o.out_trade_no, o.sub_mchid, o.total
+        return None
+
+    async def _h5_cashier(self, request: Request) -> Response:
+        """WeChat's H5 cashier (中间页) as far as a browser test needs it: the prepay id must be
+        one we issued and ``redirect_url`` on the merchant's H5 支付域名 (``h5_domains``);
+        确认支付 pays, sends the notification, and goes back to ``redirect_url``."""
+        prepay = request.query_params.get("prepay_id", "")
+        redirect = request.query_params.get("redirect_url", "")
+        with self._lock:
+            found = self._h5_payable(f"prepay_id={prepay}&") if prepay else None
+        if found is None:
+            return Response("商家参数格式有误，请联系商家解决", media_type="text/plain")
+        if urlsplit(redirect).hostname not in self.h5_domains:
+            return Response("商家存在未配置的参数，请联系商家解决", media_type="text/plain")
+        no, sub_mchid, total = found
+        if request.method == "POST":
+            await asyncio.to_thread(self.pay, no, sub_mchid=sub_mchid, deliver=True)
+            return Response(status_code=303, headers={"Location": redirect})
+        page = (
+            '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>微信支付</title>'
+            f"</head><body><h1>微信支付</h1><p data-testid=amount>¥{_yuan(total)}</p>"
+            '<form method="post"><button type="submit">确认支付</button></form></body></html>'
+        )
+        return Response(page, media_type="text/html")
 
     def _routes(self) -> list[tuple[str, re.Pattern[str], Callable[..., tuple[int, Any]]]]:
         no = r"(?P<no>[^/]+)"
@@ -1323,7 +1368,7 @@ class FakeWeChatPay:
         # WeChat's is https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id=…&package=…
         prepay = "wx" + datetime.now(CHINA_TZ).strftime("%d%H%M%S") + secrets.token_hex(12)
         return (
-            f"{self.base_url}/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={prepay}"
+            f"{self.base_url}{H5_CASHIER_PATH}?prepay_id={prepay}"
             f"&package={secrets.randbelow(10**10):010d}"
         )
 

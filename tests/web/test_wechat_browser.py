@@ -18,8 +18,9 @@ from tests.checkout_support import make_deal
 from tests.fakes.wechat_server import FakeWeChat
 from tests.fakes.wechatpay_server import FakeWeChatPay
 from tests.live_support import serve
+from tests.support import PASSWORD
 from tests.test_cli import free_port
-from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, screenshot
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, login, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
@@ -27,6 +28,10 @@ NOTIFY = "/api/v1/payments/notify/wechatpay"
 WECHAT_UA = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI"
+)
+PHONE_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
 )
 # WeChat's JS bridge, as far as the cashier uses it: getBrandWCPayRequest hands the parameters
 # to the test (which checks them and has the fake WeChat Pay pay and notify), then answers ok.
@@ -145,3 +150,42 @@ def test_anonymous_in_wechat_signs_in_silently_buys_pays_and_sees_the_voucher(
     assert len(paid) == 1 and paid[0].openid == next(iter(wx.users.values())).openid(
         pay.provider_env()["O2O_WECHATPAY_APPID"]
     )
+
+
+def test_a_phone_browser_outside_wechat_pays_by_h5_and_comes_back(wechat_world: Any) -> None:
+    from playwright.sync_api import sync_playwright
+
+    pay, _wx, live = wechat_world
+    world = live.world
+    deal = make_deal(world.db, world.a.id, world.category_id, world.a.store_ids, title="H5双人餐")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        context = browser.new_context(
+            base_url=live.base,
+            user_agent=PHONE_UA,
+            viewport={"width": 375, "height": 812},
+            is_mobile=True,
+            has_touch=True,
+            locale="zh-CN",
+            timezone_id="Asia/Shanghai",
+        )
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        try:
+            login(page, world.phones["consumer"], PASSWORD, f"/l/{deal.listing_id}")
+            page.get_by_role("button", name="立即购买").click()
+            page.get_by_role("button", name="提交订单并支付").click()
+            # WeChat's H5 cashier (the fake's), then back to ours, which waits for the server.
+            expect(page.get_by_role("heading", name="微信支付")).to_be_visible()
+            expect(page.get_by_test_id("amount")).to_have_text("¥50.00")
+            page.get_by_role("button", name="确认支付").click()
+            expect(page.get_by_test_id("pay-state")).to_have_text("支付成功")
+            page.get_by_role("link", name="查看订单").click()
+            expect(page.get_by_test_id("order-status")).to_have_text("已支付")
+        finally:
+            context.close()
+            browser.close()
+    h5 = [r for r in pay.requests if r.path == "/v3/pay/transactions/h5"]
+    assert len(h5) == 1 and h5[0].body["scene_info"]["payer_client_ip"] == "127.0.0.1"

@@ -30,7 +30,17 @@ def _qr(text: str) -> Markup:
 
 
 def _render(page: PageContext, view: dict[str, object], **context: object) -> Response:
-    values: dict[str, object] = {"way": None, "returned": False, "qr": None, "jsapi": None}
+    # ``go``: another site to continue on (WeChat's H5 cashier or authorization). The page
+    # navigates there itself: a redirect would end the checkout form's POST on another origin,
+    # which the CSP's form-action 'self' (rightly) blocks.
+    values: dict[str, object] = {
+        "way": None,
+        "returned": False,
+        "qr": None,
+        "jsapi": None,
+        "go": None,
+        "go_label": "",
+    }
     return page.render("consumer/pay.html", view=view, **{**values, **context})
 
 
@@ -69,13 +79,13 @@ def pay_page(
                 page.session, page.settings, f"/pay/{payment_no}", bind=True
             )
             if authorize:
-                return RedirectResponse(authorize, status_code=302)
+                return _render(page, view, go=authorize, go_label="微信授权后支付")
         return page.redirect(view["next"], flash=exc.detail, kind="error")  # type: ignore[arg-type]
     if "cashier_url" in started:  # the sandbox (development and the demo)
         return RedirectResponse(started["cashier_url"], status_code=303)
     if "h5_url" in started:
         target = cashier.h5_return_url(page.settings, payment_no, started["h5_url"])
-        return RedirectResponse(target, status_code=303)
+        return _render(page, view, go=target, go_label="前往微信支付")
     if "code_url" in started:
         return _render(page, view, way=cashier.NATIVE, qr=_qr(started["code_url"]))
     params = {k: started[k] for k in ("appId", "timeStamp", "nonceStr", "package", "signType")}

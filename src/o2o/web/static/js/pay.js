@@ -52,6 +52,12 @@
   }
 
   if (card.getAttribute("data-paid") === "true") return;
+  var go = card.getAttribute("data-go");
+  if (go) {
+    // WeChat's H5 cashier or authorization: a navigation of ours, not a form's redirect.
+    window.location.assign(go);
+    return;
+  }
   var way = card.getAttribute("data-way");
   if (way === "jsapi") {
     if (window.WeixinJSBridge) {
