@@ -85,11 +85,11 @@ def test_end_to_end_checkout_pay_with_sandbox(api: Any, world: Any, db: Any) -> 
     )
     assert started.status_code == 200, started.text
     cashier_url = started.json()["cashier_url"]
-    page = api.get(cashier_url)
+    page = api.get(cashier_url, as_=token)  # the payer's own cashier
     assert page.status_code == 200
     assert "¥59.80" in page.text and "支付成功" in page.text and "支付失败" in page.text
 
-    done = api.post(cashier_url, json={"result": "success"})
+    done = api.post(cashier_url, json={"result": "success"}, as_=token)
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "succeeded"
 
