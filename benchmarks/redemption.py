@@ -13,7 +13,8 @@ What it does, per database (a fresh one, migrated, dropped afterwards):
    WHERE code = :c AND status = 'unused' AND merchant_id = :m AND valid_until > :now`` and COMMIT,
    nothing else;
 3. **service**: N threads call ``o2o.fulfilment.redemption.redeem`` in-process (throttle check,
-   read, conditional update, audit row, the order's completion) — no HTTP;
+   read, conditional update, audit row, the order's completion, the ledger posting of
+   ``voucher.redeemed`` as wired in ``o2o.wiring``) — no HTTP;
 4. **HTTP**: starts ``uvicorn o2o.app:served_app`` (2 processes on PostgreSQL, 1 on SQLite) and N
    concurrent clients redeem distinct codes (``POST /api/v1/merchants/{id}/redemptions`` with a
    bearer token: clerk, manager and owner in turn);
@@ -47,7 +48,7 @@ import httpx
 from sqlalchemy import bindparam, create_engine, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 
-from o2o import migrate
+from o2o import migrate, wiring
 from o2o.accounts.flows import issue_api_token
 from o2o.accounts.models import User
 from o2o.catalog.models import Listing, ListingStore
@@ -563,6 +564,8 @@ def run(
 
 
 def main() -> None:
+    # The service path publishes voucher.redeemed: its handlers (the ledger) run as in the app.
+    wiring.install()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,16 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from o2o import migrate
+from o2o import migrate, wiring
 from o2o.app import create_app
 from o2o.config import Settings
 from o2o.db import Base, Database
+from o2o.registry import load_models
 from tests.support import ApiClient
+
+# Like the app, the worker and the CLI at start-up: every table, and the events' handlers.
+load_models()
+wiring.install()
 
 POSTGRES_URL_ENV = "O2O_TEST_POSTGRES_URL"
 POSTGRES_SKIP_REASON = f"PostgreSQL tests skipped: set {POSTGRES_URL_ENV} to run them"
@@ -108,6 +114,85 @@ def db_url(request: pytest.FixtureRequest) -> str:
     url = request.getfixturevalue(f"{request.param}_database")
     empty_all_tables(url)
     return url
+
+
+# --- the demo, loaded once per test process and backend, copied for each test that needs it ---
+# Loading the demo replays a month of checkouts through the real services: seconds on a quiet
+# machine, many more on a busy one. Tests about the demo data read (and may change) a private
+# copy of one loaded database instead of loading it again each time.
+
+
+def _copy_sqlite(source_url: str, target: Path) -> str:
+    source = sqlite3.connect(make_url(source_url).database or "")
+    copy = sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+    return f"sqlite:///{target}"
+
+
+def _copy_postgres(template_url: str) -> str:
+    url = create_postgres_database("o2o_demo")
+    name = make_url(url).database
+    drop_postgres_database(url)  # re-made from the template (CREATE DATABASE … TEMPLATE)
+    engine = create_engine(postgres_admin_url() or "", isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        template = make_url(template_url).database
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def _demo_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """backend → the URL of a migrated database with the whole demo loaded (made on first use)."""
+    made: dict[str, str] = {}
+    yield made
+    if "postgres" in made:
+        drop_postgres_database(made["postgres"])
+
+
+def _demo_template(backend: str, made: dict[str, str], tmp_path_factory: Any) -> str:
+    from o2o import demo
+
+    if backend not in made:
+        if backend == "postgres":
+            url = create_postgres_database("o2o_demo_template")
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('demo-template') / 'o2o.db'}"
+        migrate.upgrade(url)
+        database = Database.from_url(url)
+        try:
+            demo.load(database)
+        finally:
+            database.dispose()  # a PostgreSQL template must have no connections
+        made[backend] = url
+    return made[backend]
+
+
+@pytest.fixture
+def demo_db(
+    db_url: str,
+    _demo_templates: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+) -> Iterator[Database]:
+    """A private database holding the whole demo (as ``o2o.demo.load`` leaves it)."""
+    backend = "postgres" if db_url.startswith("postgresql") else "sqlite"
+    template = _demo_template(backend, _demo_templates, tmp_path_factory)
+    if backend == "postgres":
+        url = _copy_postgres(template)
+    else:
+        url = _copy_sqlite(template, tmp_path / "demo-copy.db")
+    database = Database.from_url(url)
+    try:
+        yield database
+    finally:
+        database.dispose()
+        if backend == "postgres":
+            drop_postgres_database(url)
 
 
 @pytest.fixture

@@ -732,14 +732,14 @@ def test_haversine_and_bounding_box() -> None:
 
 
 def test_demo_catalogue_is_published_and_idempotent(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    demo_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The demo accounts' argon2 hashing is slow on purpose and not what this test is about.
     from tests.support import _PASSWORD_HASH
 
     monkeypatch.setattr(accounts_service, "hash_password", lambda _password: _PASSWORD_HASH)
-    demo.load(db)
-    with db.transaction(readonly=True) as s:
+    demo.load(demo_db)
+    with demo_db.transaction(readonly=True) as s:
         listings = s.scalars(select(Listing)).all()
         slots = s.scalar(select(func.count()).select_from(TimeSlot))
         categories = {c.id: c.name for c in s.scalars(select(Category))}
@@ -757,8 +757,8 @@ def test_demo_catalogue_is_published_and_idempotent(
     assert any("洗剪吹" in t for t in titles) and any("足疗" in t for t in titles)
     assert any("肠粉" in t for t in titles) and any("剁椒鱼头" in t for t in titles)
 
-    demo.load(db)
-    with db.transaction(readonly=True) as s:
+    demo.load(demo_db)
+    with demo_db.transaction(readonly=True) as s:
         assert s.scalar(select(func.count()).select_from(Listing)) == len(listings)
         assert s.scalar(select(func.count()).select_from(TimeSlot)) == slots
         assert s.scalar(select(func.count()).select_from(InventoryAdjustment)) == 0

@@ -9,14 +9,13 @@ it; the second-load test runs last and checks that nothing changed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
-from o2o import demo, migrate
+from o2o import demo
 from o2o.accounts.models import User
 from o2o.channels.models import Visit
 from o2o.db import Database
@@ -31,30 +30,12 @@ from o2o.reports import service as reports
 from o2o.reports.models import ReportDirtyOrder, ReportOrderFact
 from o2o.shipping.models import Shipment
 from o2o.timeutil import as_utc, clock_at, to_china, utcnow
-from tests.conftest import create_postgres_database, drop_postgres_database, require_postgres
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def loaded(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Database]:
-    """A fresh database with the whole demo loaded once (every step, in DEMO_ORDER)."""
-    if request.param == "postgres":
-        require_postgres()
-        url = create_postgres_database("o2o_demo_history")
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('demo-history') / 'o2o.db'}"
-    try:
-        migrate.upgrade(url)
-        db = Database.from_url(url)
-        demo.load(db)
-        yield db
-        db.dispose()
-    finally:
-        if request.param == "postgres":
-            drop_postgres_database(url)
+@pytest.fixture
+def loaded(demo_db: Database) -> Database:
+    """A database with the whole demo loaded (every step, in DEMO_ORDER; conftest's demo_db)."""
+    return demo_db
 
 
 MINE = User.phone.like(f"{history.PHONE_PREFIX}%")  # the history's consumers

@@ -15,8 +15,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
+from o2o import events, wiring
 from o2o.db import Database
-from o2o.fulfilment import redemption
 from o2o.fulfilment.models import Voucher
 from o2o.ledger import postings
 from o2o.ledger import service as ledger
@@ -199,18 +199,19 @@ def replay_success(api: Any, db: Database, payment_no: str) -> None:
 # --- the flows -----------------------------------------------------------------------------
 
 
-def test_listeners_are_registered_once() -> None:
-    import o2o.ledger.demo
-    import o2o.ledger.jobs  # noqa: F401
-
-    for listeners, listener in [
-        (payments.payment_succeeded_listeners, postings.on_payment_succeeded),
-        (payments.refund_succeeded_listeners, postings.on_refund_succeeded),
-        (shipping.receipt_listeners, postings.on_goods_received),
-        (redemption.voucher_redeemed_listeners, postings.on_voucher_redeemed),
-        (redemption.redemption_undone_listeners, postings.on_redemption_undone),
+def test_postings_are_wired_once_in_the_transaction() -> None:
+    wiring.install()  # again: changes nothing
+    table = wiring.in_transaction_table()
+    for event_type, handler in [
+        (events.PaymentSucceeded, postings.on_payment_succeeded),
+        (events.RefundSucceeded, postings.on_refund_succeeded),
+        (events.ParcelReceived, postings.on_goods_received),
+        (events.VoucherRedeemed, postings.on_voucher_redeemed),
+        (events.RedemptionUndone, postings.on_redemption_undone),
+        (events.VouchersExpired, postings.on_vouchers_expired),
     ]:
-        assert listeners.count(listener) == 1
+        assert table[event_type].count(handler) == 1
+        assert events.current().in_transaction[event_type].count(handler) == 1
 
 
 def test_payment_then_redemption_undo_and_redeem_again(api: Any, world: Any, db: Database) -> None:
@@ -439,11 +440,8 @@ def test_payment_from_before_the_ledger_is_posted_when_first_needed(
     """A payment applied before the postings existed (no ``payment_received``): the first
     event that needs it posts it from the payment row."""
     deal = make_deal(db, world.a.id, world.category_id, world.a.store_ids, price_fen=3000)
-    payments.payment_succeeded_listeners.remove(postings.on_payment_succeeded)
-    try:
+    with wiring.without_in_transaction(events.PaymentSucceeded, postings.on_payment_succeeded):
         bought = buy(api, world.tokens["consumer"], [deal_item(deal)])
-    finally:
-        payments.payment_succeeded_listeners.append(postings.on_payment_succeeded)
     assert txns(db, payment_no=bought.payment_no) == []
     assert redeem(api, world, bought.codes[0]).status_code == 200
     assert [k for k, _ in txns(db, payment_no=bought.payment_no)] == [
@@ -453,14 +451,14 @@ def test_payment_from_before_the_ledger_is_posted_when_first_needed(
     assert_identities(db)
 
 
-def test_demo_data_posts_to_the_ledger_and_balances(db: Database) -> None:
+def test_demo_data_posts_to_the_ledger_and_balances(demo_db: Database) -> None:
     from o2o import demo
 
-    demo.load(db)
-    with db.transaction(readonly=True) as session:
+    demo.load(demo_db)
+    with demo_db.transaction(readonly=True) as session:
         kinds = set(session.scalars(select(LedgerTransaction.kind)))
     assert {"payment_received", "earned", "refund"} <= kinds, kinds
-    assert_identities(db)
+    assert_identities(demo_db)
 
 
 # --- the property --------------------------------------------------------------------------

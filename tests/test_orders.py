@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from o2o import events, wiring
 from o2o.errors import InvalidTransition
 from o2o.orders import service as orders
 from o2o.orders.models import ORDER_STATUS, Order
@@ -194,7 +195,7 @@ def test_order_transition_table_refuses_everything_else(world: Any, db: Any, api
         order = session.scalar(select(Order).where(Order.order_no == no))
         for action in ("ship", "complete", "revive", "request_refund", "all_refunded"):
             with pytest.raises(InvalidTransition):
-                orders.set_status(session, order, action)
+                orders.set_status(session, order, action, by=events.BY_WORKER)
         assert order.status == "pending_payment"
     # every status in the table is reachable only through its listed actions
     assert ORDER_STATUS.next_state("paid", "ship") == "shipped"
@@ -208,17 +209,15 @@ def test_paid_hook_is_called_once_with_the_lines(api: Any, world: Any, db: Any) 
     goods = make_goods(db, world.a.id, world.category_id)
     calls: list[tuple[str, int]] = []
 
-    def hook(session: Any, order: Order, lines: Any) -> None:
-        calls.append((order.order_no, sum(line.quantity for line in lines)))
+    def hook(session: Any, event: events.OrderPaid) -> None:
+        lines = orders.lines_by_order(session, [event.order_id])[event.order_id]
+        calls.append((event.order_no, sum(line.quantity for line in lines)))
 
-    orders.order_paid_listeners.append(hook)
-    try:
+    with wiring.extra_in_transaction(events.OrderPaid, hook):
         body = checkout_goods(api, world.tokens["consumer"], goods, quantity=2)
         no = body["payment"]["payment_no"]
         pay_sandbox(api, world.tokens["consumer"], no)
         api.post(f"/sandbox/cashier/{no}", json={"result": "success"}, as_=world.tokens["consumer"])
-    finally:
-        orders.order_paid_listeners.remove(hook)
     assert calls == [(body["orders"][0]["order_no"], 2)]
 
 

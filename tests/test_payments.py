@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from o2o import events, wiring
 from o2o.orders.models import Order
 from o2o.payments import registry, service
 from o2o.payments.models import Payment, PaymentNotification, Refund
@@ -75,15 +76,10 @@ def test_replayed_notification_changes_nothing_the_second_time(
     no = bought["payment_no"]
     headers, body = sandbox().payment_notification(no, 1990)
     calls: list[str] = []
-    from o2o.orders import service as orders
-
-    orders.order_paid_listeners.append(lambda s, o, lines: calls.append(o.order_no))
-    try:
+    with wiring.extra_in_transaction(events.OrderPaid, lambda s, e: calls.append(e.order_no)):
         for _ in range(5):
             r = notify(api, headers, body)
             assert r.status_code == 200 and r.json() == {"code": "SUCCESS"}
-    finally:
-        orders.order_paid_listeners.pop()
     assert results(db, no) == ["applied"] + ["duplicate"] * 4
     assert len(calls) == 1
     lv = assert_units_reconcile(db, bought["goods"].item_id)

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from o2o.fulfilment import redemption, vouchers
+from o2o import events, wiring
+from o2o.fulfilment import vouchers
 from o2o.fulfilment.models import EXPIRED, REDEEMED, REFUNDED, UNUSED
 from o2o.fulfilment.vouchers import RedemptionSettings
 from o2o.timeutil import utcnow
@@ -417,21 +418,17 @@ def test_staff_read_the_redemption_log(api: Any, world: Any, db: Any) -> None:
         assert api.get(url, as_=world.tokens[role]).status_code == 403
 
 
-def test_listeners_hear_redemptions_and_undos(
-    api: Any, world: Any, db: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_redemptions_and_undos_are_published(api: Any, world: Any, db: Any) -> None:
     heard: list[tuple[str, str, int]] = []
-    monkeypatch.setattr(
-        redemption,
-        "voucher_redeemed_listeners",
-        [lambda s, e: heard.append(("redeemed", e.code, e.amount_fen))],
-    )
-    monkeypatch.setattr(
-        redemption,
-        "redemption_undone_listeners",
-        [lambda s, e: heard.append(("undone", e.code, e.amount_fen))],
-    )
     code = buy(api, world.tokens["consumer"], [deal_item(a_deal(world, price_fen=4321))]).codes[0]
-    assert redeem(api, world, code).status_code == 200
-    assert undo(api, world, code).status_code == 200
+    with (
+        wiring.extra_in_transaction(
+            events.VoucherRedeemed, lambda s, e: heard.append(("redeemed", e.code, e.amount_fen))
+        ),
+        wiring.extra_in_transaction(
+            events.RedemptionUndone, lambda s, e: heard.append(("undone", e.code, e.amount_fen))
+        ),
+    ):
+        assert redeem(api, world, code).status_code == 200
+        assert undo(api, world, code).status_code == 200
     assert heard == [("redeemed", code, 4321), ("undone", code, 4321)]

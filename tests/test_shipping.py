@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from o2o import events, wiring
 from o2o.accounts.models import User
 from o2o.errors import AppError, Conflict
 from o2o.merchants.access import load_actor
+from o2o.orders import service as orders_service
 from o2o.orders.models import Order
 from o2o.payments.models import Refund
 from o2o.shipping import carriers, service
@@ -444,14 +446,18 @@ def test_confirm_receipt(api: Any, world: Any, db: Any) -> None:
     assert r.status_code == 409 and r.json()["code"] == "not_goods_order"
 
 
-def test_receipt_listeners_are_called(api: Any, world: Any, db: Any) -> None:
+def test_parcel_received_is_published(api: Any, world: Any, db: Any) -> None:
     seen: list[tuple[str, int]] = []
 
-    def listener(session: Any, order: Order, lines: Any) -> None:
-        seen.append((order.order_no, len(lines)))
+    def listener(session: Any, event: events.ParcelReceived) -> None:
+        seen.append(
+            (
+                event.order_no,
+                len(orders_service.lines_by_order(session, [event.order_id])[event.order_id]),
+            )
+        )
 
-    service.receipt_listeners.append(listener)
-    try:
+    with wiring.extra_in_transaction(events.ParcelReceived, listener):
         order = paid_goods_order(api, world, lines=2)
         assert ship(api, world, order.order_no).status_code == 201
         assert (
@@ -460,8 +466,6 @@ def test_receipt_listeners_are_called(api: Any, world: Any, db: Any) -> None:
             ).status_code
             == 200
         )
-    finally:
-        service.receipt_listeners.remove(listener)
     assert seen == [(order.order_no, 2)]
 
 
@@ -502,11 +506,10 @@ def test_auto_confirm_with_several_workers_confirms_each_order_once(
     seen: list[str] = []
     lock = threading.Lock()
 
-    def listener(session: Any, order: Order, lines: Any) -> None:
+    def listener(session: Any, event: events.ParcelReceived) -> None:
         with lock:
-            seen.append(order.order_no)
+            seen.append(event.order_no)
 
-    service.receipt_listeners.append(listener)
     moved: list[int] = []
     barrier = threading.Barrier(4)
 
@@ -516,14 +519,12 @@ def test_auto_confirm_with_several_workers_confirms_each_order_once(
         moved.append(service.auto_confirm(db, settings, batch=5))
         moved.append(service.auto_confirm(db, settings, batch=5))
 
-    try:
+    with wiring.extra_in_transaction(events.ParcelReceived, listener):
         threads = [threading.Thread(target=worker) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-    finally:
-        service.receipt_listeners.remove(listener)
     assert sum(moved) == 12
     assert sorted(seen) == sorted(o.order_no for o in orders)
     for o in orders:

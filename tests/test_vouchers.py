@@ -462,15 +462,15 @@ def test_voucher_table_refuses_unknown_statuses(world: Any, db: Any, api: Any) -
         )
 
 
-def test_demo_has_vouchers_in_every_state(db: Any) -> None:
+def test_demo_has_vouchers_in_every_state(demo_db: Any) -> None:
     from sqlalchemy import func
 
     from o2o import demo
     from o2o.accounts.models import User
 
-    demo.load(db)
-    demo.load(db)  # idempotent
-    with db.transaction(readonly=True) as session:
+    demo.load(demo_db)
+    demo.load(demo_db)  # idempotent
+    with demo_db.transaction(readonly=True) as session:
         # The demo consumer's (the demo history's consumers have vouchers of their own).
         consumer_id = select(User.id).where(User.phone == demo.CONSUMER[0]).scalar_subquery()
         by_status = dict(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from o2o import __version__
+from o2o import __version__, wiring
 from o2o.channels.middleware import install as install_visit_recording
 from o2o.config import Settings, get_settings
 from o2o.db import Database
@@ -33,6 +33,7 @@ def domain_routers() -> list[APIRouter]:
 
 def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
     load_models()
+    wiring.install()  # who reacts to which domain event (o2o/wiring.py)
     settings = settings or get_settings()
     db = Database.from_url(settings.database_url)
 

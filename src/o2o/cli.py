@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from o2o import migrate
+from o2o import migrate, wiring
 from o2o.config import get_settings
 from o2o.registry import load_models
 
@@ -23,8 +23,10 @@ app.add_typer(admin_app, name="admin")
 
 @app.callback()
 def _start() -> None:
-    """Before every command: register every table (a command imports only what it uses)."""
+    """Before every command: register every table (a command imports only what it uses) and
+    wire the domain events' handlers (``o2o.wiring``)."""
     load_models()
+    wiring.install()
 
 
 def _logging() -> None:

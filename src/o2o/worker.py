@@ -55,9 +55,11 @@ def _purge_expired_sessions(db: Database, settings: Settings) -> int:
 
 
 def load_jobs() -> list[RegisteredJob]:
+    from o2o import wiring
     from o2o.registry import domain_modules, load_models
 
     load_models()
+    wiring.install()
     domain_modules("jobs")  # each domain's jobs.py registers its jobs with @job
     return list(JOBS)
 

@@ -179,6 +179,8 @@ def test_every_page_route_that_changes_something_checks_csrf(
         "statement_no": "ST0",
         # Refund pages (admin_refunds.py).
         "refund_no": "R0",
+        # Event outbox page (admin_outbox.py).
+        "delivery_id": 1,
     }
     routes = _post_routes()
     assert ("POST", "/login") in routes and ("POST", "/admin/merchants/{merchant_id}/approve") in (

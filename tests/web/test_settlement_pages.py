@@ -450,11 +450,11 @@ def test_bad_pasted_bills_are_field_errors(pages: PageClient, world: World, db: 
 # --- demo data -----------------------------------------------------------------------------------
 
 
-def test_demo_statements_add_up_to_the_ledger(db: Database) -> None:
+def test_demo_statements_add_up_to_the_ledger(demo_db: Database) -> None:
     from o2o import demo
 
-    demo.load(db)
-    with db.transaction(readonly=True) as session:
+    demo.load(demo_db)
+    with demo_db.transaction(readonly=True) as session:
         rows = list(session.scalars(select(SettlementStatement)))
         assert rows, "the demo made no statements"
         assert {"paid", "ready"} <= {s.status for s in rows} <= {"paid", "ready", "carried"}
@@ -473,8 +473,8 @@ def test_demo_statements_add_up_to_the_ledger(db: Database) -> None:
         assert ledger.unbalanced_transactions(session) == []
         before = sorted((s.statement_no, s.status, s.net_fen) for s in rows)
         txns = session.scalar(select(func.count()).select_from(LedgerTransaction))
-    demo.load(db)  # twice: nothing changes
-    with db.transaction(readonly=True) as session:
+    demo.load(demo_db)  # twice: nothing changes
+    with demo_db.transaction(readonly=True) as session:
         after = sorted(
             (s.statement_no, s.status, s.net_fen)
             for s in session.scalars(select(SettlementStatement))

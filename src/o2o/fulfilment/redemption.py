@@ -17,18 +17,17 @@ and title, the conditional update, the order's completion check, one audit inser
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from o2o import ratelimit
+from o2o import events, ratelimit
 from o2o.accounts.models import User
 from o2o.db import Database
 from o2o.errors import AppError, Conflict, Forbidden, TooManyRequests, ValidationFailed
+from o2o.events import STAFF, Who
 from o2o.fulfilment.models import (
     ACTION_PREVIEW,
     ACTION_REDEEM,
@@ -67,30 +66,6 @@ GUESSING = frozenset({"voucher_not_found"})
 _V = Voucher.__table__.c
 _O = Order.__table__.c
 _L = OrderLine.__table__.c
-
-
-@dataclass(frozen=True)
-class RedemptionEvent:
-    """What listeners (the ledger's ``earned:voucher:{code}``, notifications) get."""
-
-    voucher_id: int
-    code: str
-    order_id: int
-    order_no: str
-    order_line_id: int
-    listing_id: int
-    merchant_id: int
-    store_id: int
-    amount_fen: int
-    at: datetime
-    by_user_id: int
-
-
-# Called inside the redemption's transaction: (session, event) -> None.
-RedemptionListener = Callable[[Session, RedemptionEvent], None]
-voucher_redeemed_listeners: list[RedemptionListener] = []
-# Called inside the undo's transaction (the redemption is taken back).
-redemption_undone_listeners: list[RedemptionListener] = []
 
 
 # --- throttling and audit ------------------------------------------------------------------
@@ -399,9 +374,10 @@ def redeem_in(
             at=now,
         ),
     )
-    refresh_order_status(session, row.order_id)
-    if voucher_redeemed_listeners:
-        event = RedemptionEvent(
+    refresh_order_status(session, row.order_id, by=Who(STAFF, actor.user_id))
+    events.publish(
+        session,
+        events.VoucherRedeemed(
             voucher_id=row.id,
             code=row.code,
             order_id=row.order_id,
@@ -413,9 +389,8 @@ def redeem_in(
             amount_fen=row.amount_fen,
             at=now,
             by_user_id=actor.user_id,
-        )
-        for listener in voucher_redeemed_listeners:
-            listener(session, event)
+        ),
+    )
     return {
         "voucher": {
             "code": row.code,
@@ -575,8 +550,8 @@ def undo(
                     at=now,
                 ),
             )
-            refresh_order_status(session, row.order_id)
-            event = RedemptionEvent(
+            refresh_order_status(session, row.order_id, by=Who(STAFF, actor.user_id), reason=reason)
+            undone = events.RedemptionUndone(
                 voucher_id=row.id,
                 code=row.code,
                 order_id=row.order_id,
@@ -589,8 +564,7 @@ def undo(
                 at=now,
                 by_user_id=actor.user_id,
             )
-            for listener in redemption_undone_listeners:
-                listener(session, event)
+            events.publish(session, undone)
     except AppError as exc:
         if keys and exc.code not in GUESSING:
             release_attempt(db, keys, rules)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -22,10 +22,12 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from o2o import events
 from o2o.catalog.models import Listing, ListingStore, TimeSlot
 from o2o.config import Settings
 from o2o.db import Database
 from o2o.errors import AppError, Conflict, Gone, NotFound, ValidationFailed
+from o2o.events import BY_WORKER, USER, Who
 from o2o.fulfilment.models import (
     EXPIRED,
     REDEEMED,
@@ -136,21 +138,6 @@ def refusal_for_status(status: str, **extra: Any) -> AppError | None:
     return None
 
 
-# --- listeners (ledger, notifications, search …) ------------------------------------------
-
-# Called inside the transaction after vouchers are refunded (随时退 or 过期自动退):
-# (session, vouchers, refund or None) -> None.
-VouchersRefundedListener = Callable[[Session, Sequence[Voucher], Refund | None], None]
-vouchers_refunded_listeners: list[VouchersRefundedListener] = []
-# Called inside the transaction when unused vouchers expire and their offer did NOT promise
-# 过期自动退: the money is the merchant's now (session, order, vouchers) -> None.
-VouchersKeptListener = Callable[[Session, Order, Sequence[Voucher]], None]
-vouchers_kept_on_expiry_listeners: list[VouchersKeptListener] = []
-# Called inside the transaction after vouchers are issued for a paid order.
-VouchersIssuedListener = Callable[[Session, Order, Sequence[Voucher]], None]
-vouchers_issued_listeners: list[VouchersIssuedListener] = []
-
-
 # --- issuing -------------------------------------------------------------------------------
 
 
@@ -172,10 +159,19 @@ def _unit_amounts(order: Order, lines: Sequence[OrderLine]) -> dict[int, list[in
     }
 
 
+def on_order_paid(session: Session, event: events.OrderPaid) -> None:
+    """``order.paid`` (in the transaction, ``o2o.wiring``): issue a service order's vouchers."""
+    if event.kind != SERVICE:
+        return
+    order = session.get(Order, event.order_id)
+    assert order is not None
+    issue_for_order(session, order, orders.lines_by_order(session, [order.id])[order.id])
+
+
 def issue_for_order(session: Session, order: Order, lines: Sequence[OrderLine]) -> list[Voucher]:
     """One voucher per unit of a paid service order. Idempotent: units that already have a
     voucher are skipped, and (order_line_id, unit_no) is unique, so paying twice (a replayed
-    notification, a revived order) never issues twice. Registered on ``order_paid_listeners``."""
+    notification, a revived order) never issues twice."""
     if order.kind != SERVICE or not lines:
         return []
     existing = set(
@@ -239,8 +235,10 @@ def issue_for_order(session: Session, order: Order, lines: Sequence[OrderLine]) 
     if not rows:
         return []
     issued = _insert_with_fresh_codes(session, rows)
-    for listener in vouchers_issued_listeners:
-        listener(session, order, issued)
+    events.publish(
+        session,
+        events.VouchersIssued(order_id=order.id, voucher_ids=tuple(v.id for v in issued)),
+    )
     return issued
 
 
@@ -279,10 +277,6 @@ def _distinct_codes(n: int, avoid: set[str] | None = None) -> list[str]:
             seen.add(code)
             codes.append(code)
     return codes
-
-
-if issue_for_order not in orders.order_paid_listeners:
-    orders.order_paid_listeners.append(issue_for_order)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -419,7 +413,9 @@ _COUNT_BY_STATUS = (
 )
 
 
-def refresh_order_status(session: Session, order_id: int) -> str | None:
+def refresh_order_status(
+    session: Session, order_id: int, *, by: Who, reason: str = ""
+) -> str | None:
     """`completed` when no voucher is unused and at least one was redeemed; `refunding` →
     `refunded` (the payment core finishes it when the money is back) when all were refunded;
     back to `paid` when an undone redemption leaves a completed order with an unused voucher.
@@ -455,7 +451,7 @@ def refresh_order_status(session: Session, order_id: int) -> str | None:
         order.completed_at = None
     elif action == "all_refunded":
         order.refunded_at = now
-    orders.set_status(session, order, action)
+    orders.set_status(session, order, action, by=by, reason=reason, now=now)
     return action
 
 
@@ -515,6 +511,7 @@ def refund_vouchers(
         action="refund",
         reason=reason or "随时退",
         initiator=f"consumer:{user_id}",
+        by=Who(USER, user_id),
         now=now,
     )
 
@@ -537,6 +534,7 @@ def refund_locked(
     reason: str,
     initiator: str,
     now: datetime,
+    by: Who,
 ) -> Refund | None:
     """Refund vouchers already locked and checked by the caller: one refund for their amounts
     (reserved per line by the payment core), vouchers → refunded, capacity back, order status."""
@@ -563,9 +561,15 @@ def refund_locked(
         voucher.updated_at = now
     session.flush()
     _give_back_capacity(session, vouchers, now)
-    refresh_order_status(session, order.id)
-    for listener in vouchers_refunded_listeners:
-        listener(session, vouchers, refund)
+    refresh_order_status(session, order.id, by=by, reason=reason)
+    events.publish(
+        session,
+        events.VouchersRefunded(
+            order_id=order.id,
+            voucher_ids=tuple(v.id for v in vouchers),
+            refund_id=refund.id if refund else None,
+        ),
+    )
     return refund
 
 
@@ -653,13 +657,16 @@ def expire_locked(session: Session, vouchers: Sequence[Voucher], now: datetime) 
     for order_id in sorted(by_order):
         to_refund = [v for v in by_order[order_id] if v.auto_refund_on_expiry]
         kept = [v for v in by_order[order_id] if not v.auto_refund_on_expiry]
-        if kept and vouchers_kept_on_expiry_listeners:
-            kept_order = session.get(Order, order_id)
-            assert kept_order is not None
-            for listener in vouchers_kept_on_expiry_listeners:
-                listener(session, kept_order, kept)
+        for group, is_kept in ((kept, True), (to_refund, False)):
+            if group:
+                events.publish(
+                    session,
+                    events.VouchersExpired(
+                        order_id=order_id, voucher_ids=tuple(v.id for v in group), kept=is_kept
+                    ),
+                )
         if not to_refund:
-            refresh_order_status(session, order_id)
+            refresh_order_status(session, order_id, by=BY_WORKER)
             continue
         order = session.get(Order, order_id)
         assert order is not None
@@ -673,12 +680,13 @@ def expire_locked(session: Session, vouchers: Sequence[Voucher], now: datetime) 
                 reason="券码过期自动退款",
                 initiator="system:voucher_expired",
                 now=now,
+                by=BY_WORKER,
             )
         except AppError:
             # Stays expired: visible to the operator (logged), never retried in a loop.
             savepoint.rollback()
             log.exception("auto refund of expired vouchers of order %s failed", order_id)
-            refresh_order_status(session, order_id)
+            refresh_order_status(session, order_id, by=BY_WORKER)
             continue
         savepoint.commit()
         if refund is not None:

@@ -4,7 +4,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-import o2o.ledger.postings  # noqa: F401  (registers the ledger's listeners)
 from o2o.deps import ActorDep, AdminDep, ReadSessionDep
 from o2o.ledger import service
 from o2o.ledger.models import LedgerTransaction

@@ -4,26 +4,24 @@ thing it moves, inside the event's own database transaction, idempotently (DESIG
 The rules (see ``o2o.ledger.service`` for the money flows and the sign convention):
 
 =====================================  =========================================================
-event (listener list)                  posting (idempotency key)
+event (``o2o.events``)                 posting (idempotency key)
 =====================================  =========================================================
-payment succeeded, including late      ``post_payment_received`` (``payment:{payment_no}``)
+``payment.succeeded``, including late  ``post_payment_received`` (``payment:{payment_no}``)
 money that revives or is refunded
-(``payments.payment_succeeded_listeners``)
-voucher redeemed                       ``post_earned`` of the voucher's share of what was paid
-(``voucher_redeemed_listeners``)       (discounts included; the unit price when there is none)
+``voucher.redeemed``                   ``post_earned`` of the voucher's share of what was paid
+                                       (discounts included; the unit price when there is none)
                                        at the line's snapshotted commission
                                        (``earned:voucher:{code}``; after an undo the next
                                        redemption earns again as ``earned:voucher:{code}#2`` …)
-voucher expired unused, offer without  ``post_earned`` of the voucher's share: the merchant
-过期自动退 (``vouchers_kept_on_expiry_  keeps it (``earned:voucher:{code}:expired``)
-listeners``)
-redemption undone                      ``reverse`` of that voucher's live earned posting
-(``redemption_undone_listeners``)      (``reverse:{earned key}``)
-goods order received, by the consumer  ``post_earned`` per line of what is left of it after
+``voucher.expired`` (kept: the offer   ``post_earned`` of the voucher's share: the merchant
+has no 过期自动退)                      keeps it (``earned:voucher:{code}:expired``)
+``voucher.undone``                     ``reverse`` of that voucher's live earned posting
+                                       (``reverse:{earned key}``)
+``parcel.received``: by the consumer   ``post_earned`` per line of what is left of it after
 or the worker's auto-confirm           refunds (``earned:line:{line_id}``), and the shipping fee
-(``shipping.service.receipt_listeners``) at 0 commission (``earned:shipping:{order_id}``)
-refund succeeded — money has left      for lines (or the shipping fee) earned before the refund
-(``payments.refund_succeeded_listeners``) was asked: ``post_refund_after_earned`` per earned
+                                       at 0 commission (``earned:shipping:{order_id}``)
+``refund.succeeded`` — money has left  for lines (or the shipping fee) earned before the refund
+                                       was asked: ``post_refund_after_earned`` per earned
                                        posting (commission given back in proportion); the rest
                                        (随时退, 过期自动退, an unshipped full refund, late money):
                                        ``post_refund_before_earned`` (``refund:{refund_no}:…``)
@@ -34,28 +32,23 @@ Payouts are posted by the settlement side with ``ledger.service.post_payout``.
 A payment that succeeded before the ledger was wired in has no ``payment_received`` posting;
 the first event that needs it posts it then, from the payment row (``ensure_payment_posted``).
 
-Imported at start-up by ``o2o.ledger.api`` (app), ``o2o.ledger.jobs`` (worker) and
-``o2o.ledger.demo`` (demo data): importing registers the listeners, once.
+The handlers run inside the event's transaction; ``o2o.wiring`` subscribes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from o2o import events
 from o2o.errors import Conflict
-from o2o.fulfilment import redemption, vouchers
 from o2o.fulfilment.models import Voucher
-from o2o.fulfilment.redemption import RedemptionEvent
 from o2o.ledger import service as ledger
 from o2o.ledger.models import LedgerTransaction
 from o2o.orders.models import Order, OrderLine
-from o2o.payments import service as payments
 from o2o.payments.models import SUCCEEDED, Payment, Refund
-from o2o.shipping import service as shipping
 
 # --- keys ----------------------------------------------------------------------------------------
 
@@ -114,7 +107,9 @@ def _payment_of_order(session: Session, order_id: int) -> tuple[Order, Payment]:
     return order, payment
 
 
-def on_payment_succeeded(session: Session, payment: Payment) -> None:
+def on_payment_succeeded(session: Session, event: events.PaymentSucceeded) -> None:
+    payment = session.get(Payment, event.payment_id)  # locked by the payment core
+    assert payment is not None
     ensure_payment_posted(session, payment)
 
 
@@ -151,7 +146,7 @@ def voucher_postings(
     return found, [t for t in found if t.id not in reversed_]
 
 
-def on_voucher_redeemed(session: Session, event: RedemptionEvent) -> None:
+def on_voucher_redeemed(session: Session, event: events.VoucherRedeemed) -> None:
     """The voucher's share of the payment becomes the merchant's, less commission. The voucher
     row is locked by the redemption's conditional update, so counting earlier postings is safe."""
     order, payment = _payment_of_order(session, event.order_id)
@@ -174,7 +169,7 @@ def on_voucher_redeemed(session: Session, event: RedemptionEvent) -> None:
     )
 
 
-def on_redemption_undone(session: Session, event: RedemptionEvent) -> None:
+def on_redemption_undone(session: Session, event: events.RedemptionUndone) -> None:
     """The redemption is taken back: so is what it earned (a re-redemption earns again)."""
     _found, live = voucher_postings(session, event.order_no, event.code)
     for txn in live:
@@ -186,16 +181,20 @@ def on_redemption_undone(session: Session, event: RedemptionEvent) -> None:
         )
 
 
-def on_vouchers_kept_on_expiry(session: Session, order: Order, kept: Sequence[Voucher]) -> None:
-    """An offer without 过期自动退 expired unused: the merchant keeps the money (less commission),
-    as it would have on redemption — otherwise it would sit as unearned forever."""
-    order, payment = _payment_of_order(session, order.id)
+def on_vouchers_expired(session: Session, event: events.VouchersExpired) -> None:
+    """An offer without 过期自动退 expired unused (``kept``): the merchant keeps the money (less
+    commission), as it would have on redemption — otherwise it would sit as unearned forever.
+    Expired vouchers that are refunded post with their refund."""
+    if not event.kept:
+        return
+    kept = [session.get(Voucher, voucher_id) for voucher_id in event.voucher_ids]
+    order, payment = _payment_of_order(session, event.order_id)
     rates = dict(
         session.execute(
             select(OrderLine.id, OrderLine.commission_bp).where(OrderLine.order_id == order.id)
         ).all()
     )
-    for voucher in sorted(kept, key=lambda v: v.id):
+    for voucher in sorted((v for v in kept if v is not None), key=lambda v: v.id):
         _earn_once(
             session,
             key=f"{voucher_earned_key(voucher.code)}:expired",
@@ -210,10 +209,11 @@ def on_vouchers_kept_on_expiry(session: Session, order: Order, kept: Sequence[Vo
 # --- earning: goods ------------------------------------------------------------------------------
 
 
-def on_goods_received(session: Session, order: Order, lines: Sequence[OrderLine]) -> None:
+def on_goods_received(session: Session, event: events.ParcelReceived) -> None:
     """收货: each line is earned for what is left of it after refunds asked before receipt
     (a refund asked later is a refund after earning); the shipping fee too, at no commission."""
-    order, payment = _payment_of_order(session, order.id)
+    order, payment = _payment_of_order(session, event.order_id)
+    lines = session.scalars(select(OrderLine).where(OrderLine.order_id == order.id)).all()
     # Straight from the rows: refunds reserve with Core updates the session does not see.
     refunded = dict(
         session.execute(
@@ -284,9 +284,11 @@ def _earned_before(
     return earned, gross - ledger.refunded_after_earned(session, earned)
 
 
-def on_refund_succeeded(session: Session, refund: Refund, order: Order) -> None:
+def on_refund_succeeded(session: Session, event: events.RefundSucceeded) -> None:
     """Money has gone back to the consumer: out of what was earned (received goods: after-sales)
     or out of what was still unearned (vouchers, unshipped goods, late money)."""
+    refund = session.get(Refund, event.refund_id)  # locked by the payment core
+    assert refund is not None
     order, payment = _payment_of_order(session, refund.order_id)
     left = refund.amount_fen
     if not refund.voucher_codes:  # a refunded voucher was never redeemed: never earned
@@ -311,19 +313,3 @@ def on_refund_succeeded(session: Session, refund: Refund, order: Order) -> None:
         amount_fen=left,
         order_no=order.order_no,
     )
-
-
-# --- registration (once, at import) --------------------------------------------------------------
-
-
-def _register(listeners: list[Any], listener: Any) -> None:
-    if listener not in listeners:
-        listeners.append(listener)
-
-
-_register(payments.payment_succeeded_listeners, on_payment_succeeded)
-_register(redemption.voucher_redeemed_listeners, on_voucher_redeemed)
-_register(redemption.redemption_undone_listeners, on_redemption_undone)
-_register(vouchers.vouchers_kept_on_expiry_listeners, on_vouchers_kept_on_expiry)
-_register(shipping.receipt_listeners, on_goods_received)
-_register(payments.refund_succeeded_listeners, on_refund_succeeded)

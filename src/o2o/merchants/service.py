@@ -8,9 +8,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from o2o import events
 from o2o.errors import Forbidden, NotFound, ValidationFailed
+from o2o.events import OPERATOR, USER, Who
 from o2o.merchants.access import MANAGERS, OWNER, Actor
-from o2o.merchants.models import Category, Membership, Merchant, Store
+from o2o.merchants.models import Category, Membership, Merchant, MerchantReview, Store
 from o2o.search import indexer
 from o2o.statemachine import StateMachine
 from o2o.timeutil import utcnow
@@ -29,10 +31,12 @@ MERCHANT_STATUS = StateMachine(
     labels={PENDING: "待审核", APPROVED: "已通过", REJECTED: "已驳回", SUSPENDED: "已暂停"},
 )
 
-# Hooks other domains register to keep derived data (e.g. the search index) current when a
-# merchant's status changes. Called inside the same transaction.
-merchant_status_listeners: list[Any] = []
-store_change_listeners: list[Any] = []
+# The events a review decision publishes (``o2o.events``); "resubmit" publishes none.
+_DECISION_EVENTS: dict[str, type[events.MerchantApplied]] = {
+    "approve": events.MerchantApproved,
+    "reject": events.MerchantRejected,
+    "suspend": events.MerchantSuspended,
+}
 
 
 # --- categories -----------------------------------------------------------------------------
@@ -138,7 +142,11 @@ def apply(session: Session, actor: Actor, **fields: Any) -> Merchant:
     session.add(merchant)
     session.flush()
     session.add(Membership(user_id=actor.user_id, merchant_id=merchant.id, role=OWNER))
+    _record_review(session, merchant, "apply", "", Who(USER, actor.user_id), "")
     session.flush()
+    events.publish(
+        session, events.MerchantApplied(merchant_id=merchant.id, by_user_id=actor.user_id)
+    )
     return merchant
 
 
@@ -151,7 +159,7 @@ def update(session: Session, actor: Actor, merchant_id: int, **changes: Any) -> 
         setattr(merchant, key, value)
     if merchant.status == REJECTED:
         # Editing a rejected application sends it back for review.
-        _move(session, merchant, "resubmit", reason="")
+        _move(session, merchant, "resubmit", reason="", by=Who(USER, actor.user_id))
     session.flush()
     if "name" in changes:
         indexer.merchant_changed(session, merchant.id)  # the new name is searchable at once
@@ -169,12 +177,57 @@ def list_merchants(
     return session.scalars(stmt).all()
 
 
-def _move(session: Session, merchant: Merchant, action: str, *, reason: str) -> None:
+def _move(session: Session, merchant: Merchant, action: str, *, reason: str, by: Who) -> None:
     previous = merchant.status
     merchant.status = MERCHANT_STATUS.next_state(merchant.status, action)
     merchant.status_reason = reason
-    for listener in merchant_status_listeners:
-        listener(session, merchant, previous)
+    _record_review(session, merchant, action, previous, by, reason)
+    decided = _DECISION_EVENTS.get(action)
+    if decided is not None:
+        events.publish(session, decided(merchant_id=merchant.id, by_user_id=by.id, reason=reason))
+
+
+def _record_review(
+    session: Session, merchant: Merchant, action: str, previous: str, by: Who, reason: str
+) -> None:
+    """Every decision is kept (审核记录); the merchant row only shows the latest."""
+    session.add(
+        MerchantReview(
+            merchant_id=merchant.id,
+            action=action,
+            from_status=previous,
+            to_status=merchant.status,
+            actor_kind=by.kind,
+            actor_id=by.id,
+            reason=reason[:500],
+            at=utcnow(),
+        )
+    )
+
+
+REVIEW_ACTION_LABELS = {
+    "apply": "提交申请",
+    "approve": "审核通过",
+    "reject": "驳回",
+    "suspend": "暂停",
+    "resubmit": "修改后重新提交",
+}
+
+
+def review_histories(
+    session: Session, merchant_ids: Sequence[int]
+) -> dict[int, list[MerchantReview]]:
+    """Each merchant's decisions (审核记录), oldest first."""
+    result: dict[int, list[MerchantReview]] = {mid: [] for mid in merchant_ids}
+    if not merchant_ids:
+        return result
+    for row in session.scalars(
+        select(MerchantReview)
+        .where(MerchantReview.merchant_id.in_(list(merchant_ids)))
+        .order_by(MerchantReview.id)
+    ):
+        result[row.merchant_id].append(row)
+    return result
 
 
 def review(
@@ -183,7 +236,7 @@ def review(
     """Operator decisions: approve, reject (with reason), suspend (with reason)."""
     actor.require_admin()
     merchant = get_merchant(session, merchant_id, for_update=True)
-    _move(session, merchant, action, reason=reason)
+    _move(session, merchant, action, reason=reason, by=Who(OPERATOR, actor.user_id))
     merchant.reviewed_at = utcnow()
     merchant.reviewed_by = actor.user_id
     session.flush()
@@ -237,8 +290,6 @@ def update_store(
         setattr(store, key, value)
     session.flush()
     indexer.store_changed(session, store.id)  # moved, renamed or closed
-    for listener in store_change_listeners:
-        listener(session, store)
     return store
 
 

@@ -30,6 +30,7 @@ from o2o.orders.schemas import (
     OrderStatus,
     RefundIn,
     RefundOut,
+    TimelineEntryOut,
 )
 from o2o.payments import service as payments
 from o2o.payments.models import REFUND_STATUS, Payment, Refund
@@ -194,7 +195,20 @@ def list_orders(
 @router.get("/orders/{order_no}", response_model=OrderOut)
 def get_order(order_no: OrderNo, user_id: UserIdDep, session: ReadSessionDep) -> OrderOut:
     order = service.get_own_order(session, user_id, order_no)
-    return orders_out(session, [order])[0]
+    out = orders_out(session, [order])[0]
+    out.timeline = [
+        TimelineEntryOut(
+            at=t["at"],
+            action=t["action"],
+            label=t["label"],
+            to_status=t["to_status"],
+            actor_kind=t["actor_kind"],
+            actor_label=t["actor"],
+            reason=t["reason"],
+        )
+        for t in service.timeline(session, order.id)
+    ]
+    return out
 
 
 @router.post("/orders/{order_no}/cancel", response_model=OrderOut)

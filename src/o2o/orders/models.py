@@ -59,6 +59,27 @@ ORDER_STATUS = StateMachine(
 )
 
 
+# The order timeline's words for each move (short, for the pages).
+ORDER_ACTION_LABELS = {
+    "place": "下单",
+    "pay": "支付成功",
+    "cancel": "订单取消",
+    "revive": "逾期付款，订单恢复",
+    "ship": "商家发货",
+    "complete": "订单完成",
+    "reopen": "撤销核销，订单恢复",
+    "request_refund": "申请退款",
+    "refund_failed": "退款失败",
+    "all_refunded": "退款完成",
+}
+# Why (cancel reasons and other codes stored as the reason) in words.
+ORDER_REASON_LABELS = {
+    CANCELLED_BY_CONSUMER: "顾客取消",
+    CANCELLED_BY_TIMEOUT: "超时未支付",
+    "late_payment": "取消后收到付款",
+}
+
+
 class Checkout(Base):
     """结算: one consumer action; its orders are paid by one payment."""
 
@@ -147,3 +168,23 @@ class OrderLine(Base):
     @property
     def hold_ids(self) -> list[int]:
         return [h for h in (self.hold_id, self.extra_hold_id) if h is not None]
+
+
+class OrderHistory(Base):
+    """订单记录: one row per move of ``Order.status`` (written by ``orders.service._move``, the
+    only writer of the status): who (actor kind and id), when, from, to, why."""
+
+    __tablename__ = "order_history"
+    __table_args__ = (Index("ix_order_history_order_id_id", "order_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    action: Mapped[str] = mapped_column(String(20))
+    # "" for the row written when the order is placed.
+    from_status: Mapped[str] = mapped_column(String(20), default="")
+    to_status: Mapped[str] = mapped_column(String(20))
+    # user, staff, operator, provider, worker (``o2o.events.ACTOR_KINDS``).
+    actor_kind: Mapped[str] = mapped_column(String(10))
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

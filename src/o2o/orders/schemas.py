@@ -93,6 +93,18 @@ class OrderRefundOut(Schema):
     succeeded_at: datetime | None
 
 
+class TimelineEntryOut(Schema):
+    """One move of the order's status (order_history): what, by whom (kind only), why."""
+
+    at: datetime
+    action: str
+    label: str
+    to_status: OrderStatus
+    actor_kind: str
+    actor_label: str
+    reason: str
+
+
 class OrderOut(Schema):
     order_no: str
     checkout_id: str
@@ -118,6 +130,8 @@ class OrderOut(Schema):
     refunds: list[OrderRefundOut] = []
     # Service orders: one voucher per unit (fulfilment); staff never see the codes.
     vouchers: list[VoucherOut] = []
+    # The order detail only (GET /orders/{order_no}): the moves of its status, oldest first.
+    timeline: list[TimelineEntryOut] = []
 
 
 class MerchantOrderOut(OrderOut):

@@ -20,12 +20,14 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
+from o2o import events
 from o2o.accounts.models import User
 from o2o.catalog import service as catalog
 from o2o.catalog.models import GOODS, Listing, ListingStore, Sku, TimeSlot
 from o2o.channels import service as channels
 from o2o.config import Settings
 from o2o.errors import NotFound, ValidationFailed
+from o2o.events import ACTOR_LABELS, BY_PROVIDER, USER, Who
 from o2o.inventory import service as inventory
 from o2o.inventory.models import InventoryHold
 from o2o.inventory.service import OutOfStock
@@ -33,11 +35,15 @@ from o2o.merchants.access import Actor
 from o2o.merchants.models import Category, Merchant
 from o2o.orders.models import (
     CANCELLED,
+    COMPLETED,
+    ORDER_ACTION_LABELS,
+    ORDER_REASON_LABELS,
     ORDER_STATUS,
     PENDING_PAYMENT,
     REFUNDED,
     Checkout,
     Order,
+    OrderHistory,
     OrderLine,
 )
 from o2o.orders.numbers import new_checkout_no, new_order_no, new_payment_no
@@ -50,14 +56,6 @@ MAX_ITEMS = 50
 # for the time between checkout and the consumer pressing "pay").
 PREPAY_VALIDITY = timedelta(hours=2)
 PAYMENT_WINDOW_MARGIN = timedelta(minutes=5)
-
-# Called inside the transaction, with the payment row locked, for each order that becomes paid
-# (also when a late payment revives it). The fulfilment issue issues vouchers here; the ledger
-# posts the money. Signature: (session, order, lines) -> None.
-OrderListener = Callable[[Session, Order, Sequence[OrderLine]], None]
-order_paid_listeners: list[OrderListener] = []
-# Called for each order cancelled (consumer or payment timeout), after its holds are released.
-order_cancelled_listeners: list[OrderListener] = []
 
 
 @dataclass(frozen=True)
@@ -121,6 +119,7 @@ _INSERT_HOLDS = insert(InventoryHold.__table__).returning(
     InventoryHold.__table__.c.id, sort_by_parameter_order=True
 )
 _INSERT_LINES = insert(OrderLine.__table__)
+_INSERT_HISTORY = insert(OrderHistory.__table__)
 
 
 def _preload(session: Session, items: Sequence[CartItem]) -> list[Any]:
@@ -334,6 +333,34 @@ def checkout(
             }
         )
     conn.execute(_INSERT_LINES, line_rows)
+    conn.execute(
+        _INSERT_HISTORY,
+        [
+            {
+                "order_id": order_id,
+                "action": "place",
+                "from_status": "",
+                "to_status": PENDING_PAYMENT,
+                "actor_kind": USER,
+                "actor_id": user_id,
+                "reason": "",
+                "at": now,
+            }
+            for order_id in order_ids
+        ],
+    )
+    for order_id, row in zip(order_ids, order_rows, strict=True):
+        events.publish(
+            session,
+            events.OrderPlaced(
+                order_id=order_id,
+                order_no=row["order_no"],
+                user_id=user_id,
+                merchant_id=row["merchant_id"],
+                kind=row["kind"],
+                payable_fen=row["payable_fen"],
+            ),
+        )
 
     result = {
         "checkout_id": checkout_no,
@@ -399,6 +426,31 @@ def lines_by_order(session: Session, order_ids: Sequence[int]) -> dict[int, list
     ):
         result[line.order_id].append(line)
     return result
+
+
+def history(session: Session, order_id: int) -> Sequence[OrderHistory]:
+    """The order's history rows, oldest first."""
+    return session.scalars(
+        select(OrderHistory).where(OrderHistory.order_id == order_id).order_by(OrderHistory.id)
+    ).all()
+
+
+def timeline(session: Session, order_id: int) -> list[dict[str, Any]]:
+    """The order's history in words for the pages (consumer, console, admin), oldest first."""
+    return [
+        {
+            "at": row.at,
+            "action": row.action,
+            "label": ORDER_ACTION_LABELS.get(row.action, row.action),
+            "to_status": row.to_status,
+            "to_label": ORDER_STATUS.label(row.to_status),
+            "actor_kind": row.actor_kind,
+            "actor": ACTOR_LABELS.get(row.actor_kind, row.actor_kind),
+            "actor_id": row.actor_id,
+            "reason": ORDER_REASON_LABELS.get(row.reason, row.reason),
+        }
+        for row in history(session, order_id)
+    ]
 
 
 def get_own_order(session: Session, user_id: int, order_no: str) -> Order:
@@ -512,9 +564,52 @@ def orders_of_payment(
 # --- moves that follow the payment (the payment row is locked by the caller) -------------------
 
 
-def _move(order: Order, action: str, now: datetime) -> None:
-    order.status = ORDER_STATUS.next_state(order.status, action)
+def _move(
+    session: Session, order: Order, action: str, now: datetime, *, by: Who, reason: str = ""
+) -> None:
+    """Every change of ``Order.status`` goes through here (law 6 + the order's history)."""
+    was = order.status
+    order.status = ORDER_STATUS.next_state(was, action)
     order.updated_at = now
+    session.add(
+        OrderHistory(
+            order_id=order.id,
+            action=action,
+            from_status=was,
+            to_status=order.status,
+            actor_kind=by.kind,
+            actor_id=by.id,
+            reason=reason[:200],
+            at=now,
+        )
+    )
+    events.publish(
+        session,
+        events.OrderStatusChanged(
+            order_id=order.id,
+            order_no=order.order_no,
+            merchant_id=order.merchant_id,
+            action=action,
+            from_status=was,
+            to_status=order.status,
+            actor_kind=by.kind,
+            actor_id=by.id,
+            reason=reason,
+            occurred_at=now,
+        ),
+    )
+    if order.status == COMPLETED:
+        events.publish(
+            session,
+            events.OrderCompleted(
+                order_id=order.id,
+                order_no=order.order_no,
+                user_id=order.user_id,
+                merchant_id=order.merchant_id,
+                kind=order.kind,
+                occurred_at=now,
+            ),
+        )
 
 
 def holds_in_lock_order(session: Session, lines: Iterable[OrderLine]) -> list[tuple[int, int]]:
@@ -532,15 +627,21 @@ def _flat(lines: dict[int, list[OrderLine]]) -> list[OrderLine]:
     return [line for group in lines.values() for line in group]
 
 
-def _notify(
-    session: Session,
-    listeners: Sequence[OrderListener],
-    orders: Sequence[Order],
-    lines: dict[int, list[OrderLine]],
-) -> None:
+def _publish_paid(session: Session, orders: Sequence[Order], *, revived: bool = False) -> None:
+    """``order.paid`` per order, with the payment row locked (vouchers are issued there)."""
     for order in orders:
-        for listener in listeners:
-            listener(session, order, lines[order.id])
+        events.publish(
+            session,
+            events.OrderPaid(
+                order_id=order.id,
+                order_no=order.order_no,
+                user_id=order.user_id,
+                merchant_id=order.merchant_id,
+                kind=order.kind,
+                payable_fen=order.payable_fen,
+                revived=revived,
+            ),
+        )
 
 
 def _record_sales(session: Session, lines: Iterable[OrderLine]) -> None:
@@ -557,24 +658,36 @@ def mark_paid(session: Session, orders: Sequence[Order], now: datetime) -> None:
     for hold_id, _item in holds_in_lock_order(session, _flat(lines)):
         inventory.commit(session, hold_id)
     for order in orders:
-        _move(order, "pay", now)
         order.paid_at = now
+        _move(session, order, "pay", now, by=BY_PROVIDER)
     _record_sales(session, _flat(lines))
     session.flush()
-    _notify(session, order_paid_listeners, orders, lines)
+    _publish_paid(session, orders)
 
 
-def cancel(session: Session, orders: Sequence[Order], reason: str, now: datetime) -> None:
+def cancel(
+    session: Session, orders: Sequence[Order], reason: str, now: datetime, *, by: Who
+) -> None:
     """Unpaid orders cancelled (consumer or timeout): their holds go back to available."""
     for order in orders:
-        _move(order, "cancel", now)
         order.cancelled_at = now
         order.cancel_reason = reason
+        _move(session, order, "cancel", now, by=by, reason=reason)
     lines = lines_by_order(session, [o.id for o in orders])
     for hold_id, _item in holds_in_lock_order(session, _flat(lines)):
         inventory.release(session, hold_id)
     session.flush()
-    _notify(session, order_cancelled_listeners, orders, lines)
+    for order in orders:
+        events.publish(
+            session,
+            events.OrderCancelled(
+                order_id=order.id,
+                order_no=order.order_no,
+                user_id=order.user_id,
+                merchant_id=order.merchant_id,
+                reason=reason,
+            ),
+        )
 
 
 def revive(session: Session, orders: Sequence[Order], now: datetime) -> bool:
@@ -611,17 +724,26 @@ def revive(session: Session, orders: Sequence[Order], now: datetime) -> bool:
             line.extra_hold_id = hold_id
         inventory.commit(session, hold_id)
     for order in orders:
-        _move(order, "revive", now)
         order.paid_at = now
+        _move(session, order, "revive", now, by=BY_PROVIDER, reason="late_payment")
     _record_sales(session, _flat(lines))
     session.flush()
-    _notify(session, order_paid_listeners, orders, lines)
+    _publish_paid(session, orders, revived=True)
     return True
 
 
-def set_status(session: Session, order: Order, action: str) -> Order:
-    """A move along ORDER_STATUS for later issues (ship, complete): 409 if not allowed."""
-    _move(order, action, utcnow())
+def set_status(
+    session: Session,
+    order: Order,
+    action: str,
+    *,
+    by: Who,
+    reason: str = "",
+    now: datetime | None = None,
+) -> Order:
+    """The one way any domain moves an order along ORDER_STATUS (409 if the move is not in the
+    table): payments, shipping and fulfilment ask here; the history row is written with it."""
+    _move(session, order, action, now or utcnow(), by=by, reason=reason)
     session.flush()
     return order
 

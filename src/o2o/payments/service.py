@@ -16,7 +16,7 @@ Providers are never called while a database transaction (and so a row lock) is o
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,9 +24,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from o2o import events
 from o2o.config import Settings
 from o2o.db import Database
 from o2o.errors import AppError, Conflict, NotFound, ValidationFailed
+from o2o.events import BY_PROVIDER, BY_WORKER, USER, Who
 from o2o.inventory import service as inventory
 from o2o.merchants.models import Merchant
 from o2o.orders import service as orders
@@ -108,29 +110,15 @@ REFUND_STUCK_AFTER = timedelta(hours=1)
 ABNORMAL_QUERY_EVERY = timedelta(hours=1)
 SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "x-api-key"})
 
-# Called inside the transaction, with the payment row locked, when a payment becomes
-# ``succeeded`` — exactly once per payment, whether its orders are then paid, revived or (late
-# money) refunded: (session, payment) -> None. The ledger posts the money received here.
-payment_succeeded_listeners: list[Any] = []
-# Called inside the transaction when a refund succeeds: (session, refund, order) -> None.
-refund_succeeded_listeners: list[Any] = []
-# Called inside the transaction when a refund fails for good (the provider refused), after the
-# amount was freed: (session, refund, order) -> None. After-sales marks its request here.
-refund_failed_listeners: list[Any] = []
-# Called inside the transaction when a failed refund is sent again (same refund_no, amount
-# reserved again): (session, refund) -> None.
-refund_retried_listeners: list[Any] = []
-# Called inside the transaction when the provider reports a refund abnormal (退款异常: the money
-# left the merchant account, the payer's account refused it; still reserved): (session, refund).
-refund_abnormal_listeners: list[Any] = []
-# Applies a provider's profit-sharing event (分账动账) and says what became of it (a result such
-# as "applied", "duplicate", "unknown"): (db, settings, event) -> str. The settlement domain
-# registers it; without one the event is recorded and ignored.
-profit_sharing_listeners: list[Any] = []
-# Vetoes on the consumer's full refund, (session, order) -> None raising Conflict: e.g. the
-# shipping domain refuses once any line of the order has shipped (partial shipments keep the
-# order ``paid``).
-full_refund_checks: list[Any] = []
+# The two hooks other domains give the payment core, set by ``o2o.wiring.install`` (events go
+# through ``o2o.events`` instead):
+# - applies a provider's profit-sharing event (分账动账) and says what became of it ("applied",
+#   "duplicate", "unknown" …): (db, settings, event) -> str; the settlement domain's. Unset, the
+#   event is recorded and ignored;
+# - vetoes on the consumer's full refund, (session, order) -> None raising Conflict: the
+#   shipping domain refuses once any line of the order has shipped.
+profit_sharing_applier: Callable[[Database, Settings, ProfitSharingEvent], str] | None = None
+full_refund_checks: tuple[Callable[[Session, Order], None], ...] = ()
 
 
 class ProviderUnavailableError(AppError):
@@ -317,10 +305,14 @@ def apply_payment_event(session: Session, event: PaymentEvent) -> Applied:
         payment.updated_at = now
         paid_orders = orders.orders_of_payment(session, payment.id)
         _record_txn_ids(paid_orders, event)
-        # The money is here, whatever becomes of the orders: listeners first (the ledger posts
+        # The money is here, whatever becomes of the orders: the event first (the ledger posts
         # it before any order is paid, revived or refunded).
-        for listener in payment_succeeded_listeners:
-            listener(session, payment)
+        events.publish(
+            session,
+            events.PaymentSucceeded(
+                payment_id=payment.id, payment_no=payment.payment_no, amount_fen=payment.amount_fen
+            ),
+        )
         if was != CLOSED:
             orders.mark_paid(session, [o for o in paid_orders if o.status == PENDING_PAYMENT], now)
             return Applied("applied")
@@ -433,17 +425,23 @@ def _after_refund_succeeded(session: Session, refund: Refund, now: datetime) -> 
     )
     if back >= order.payable_fen and ORDER_STATUS.can(order.status, "all_refunded"):
         unshipped_goods = order.kind == GOODS and order.shipped_at is None
-        order.status = ORDER_STATUS.next_state(order.status, "all_refunded")
         order.refunded_at = now
-        order.updated_at = now
+        orders.set_status(session, order, "all_refunded", by=BY_PROVIDER, now=now)
         if unshipped_goods:
             # The units never left the warehouse: they can be sold again.
             lines = orders.lines_by_order(session, [order.id])[order.id]
             for hold_id, _item_id in orders.holds_in_lock_order(session, lines):
                 inventory.give_back(session, hold_id)
     session.flush()
-    for listener in refund_succeeded_listeners:
-        listener(session, refund, order)
+    events.publish(
+        session,
+        events.RefundSucceeded(
+            refund_id=refund.id,
+            refund_no=refund.refund_no,
+            order_id=order.id,
+            amount_fen=refund.amount_fen,
+        ),
+    )
 
 
 def _refund_abnormal(session: Session, refund: Refund, reason: str, now: datetime) -> None:
@@ -459,8 +457,15 @@ def _refund_abnormal(session: Session, refund: Refund, reason: str, now: datetim
         "refund %s is abnormal: %s — the operator must apply 异常退款", refund.refund_no, reason
     )
     session.flush()
-    for listener in refund_abnormal_listeners:
-        listener(session, refund)
+    events.publish(
+        session,
+        events.RefundAbnormal(
+            refund_id=refund.id,
+            refund_no=refund.refund_no,
+            order_id=refund.order_id,
+            reason=refund.last_error,
+        ),
+    )
 
 
 def _fail_refund(session: Session, refund: Refund, error: str, now: datetime) -> None:
@@ -472,12 +477,19 @@ def _fail_refund(session: Session, refund: Refund, error: str, now: datetime) ->
     _unreserve(session, refund)
     order = orders.lock_order(session, refund.order_id)
     if order.status == REFUNDING:
-        order.status = ORDER_STATUS.next_state(order.status, "refund_failed")
-        order.updated_at = now
+        orders.set_status(session, order, "refund_failed", by=BY_PROVIDER, reason=error, now=now)
     log.error("refund %s failed: %s", refund.refund_no, error)
     session.flush()
-    for listener in refund_failed_listeners:
-        listener(session, refund, order)
+    events.publish(
+        session,
+        events.RefundFailed(
+            refund_id=refund.id,
+            refund_no=refund.refund_no,
+            order_id=order.id,
+            amount_fen=refund.amount_fen,
+            error=refund.last_error,
+        ),
+    )
 
 
 def _unreserve(session: Session, refund: Refund) -> None:
@@ -612,8 +624,8 @@ def record_and_apply_sharing(
     )
     result, detail = "ignored", f"分账单 {event.out_order_no}"
     try:
-        for listener in profit_sharing_listeners:
-            result = listener(db, settings, event)
+        if profit_sharing_applier is not None:
+            result = profit_sharing_applier(db, settings, event)
     except Exception as exc:
         log.exception("applying %s sharing notification %s failed", event.provider, notification_id)
         result, detail = "error", repr(exc)
@@ -718,7 +730,9 @@ def close_payments(
             )
             .order_by(Order.id)
         ).all()
-        orders.cancel(session, pending, reason, now)
+        # The consumer's own cancellation, or the worker's payment timeout.
+        by = Who(USER, closing[0].user_id) if reason == CANCELLED_BY_CONSUMER else BY_WORKER
+        orders.cancel(session, pending, reason, now, by=by)
     return closing
 
 
@@ -872,6 +886,16 @@ def request_refund(
     )
     session.add(refund)
     session.flush()
+    events.publish(
+        session,
+        events.RefundRequested(
+            refund_id=refund.id,
+            refund_no=refund.refund_no,
+            order_id=order.id,
+            amount_fen=amount_fen,
+            initiator=refund.initiator,
+        ),
+    )
     return refund
 
 
@@ -927,7 +951,7 @@ def consumer_full_refund(
     # ``completed``) the answer is "use after-sales", with its own stable code.
     for check in full_refund_checks:
         check(session, order)
-    next_status = ORDER_STATUS.next_state(order.status, "request_refund")  # 409 unless paid
+    ORDER_STATUS.next_state(order.status, "request_refund")  # 409 unless paid
     all_lines = orders.lines_by_order(session, [order.id])[order.id]
     whole_lines = line_ids is None or set(line_ids) == {line.id for line in all_lines}
     whole_amount = amount_fen is None or amount_fen == _refundable(session, order.id)
@@ -946,9 +970,7 @@ def consumer_full_refund(
         if not orders.add_refunded(session, order.id, shipping):
             raise Conflict("退款金额超过订单实付金额", code="refund_exceeds_paid")
         refund.amount_fen += shipping
-    order.status = next_status
-    order.updated_at = utcnow()
-    session.flush()
+    orders.set_status(session, order, "request_refund", by=Who(USER, user_id), reason=refund.reason)
     return refund
 
 
@@ -1075,8 +1097,12 @@ def retry_refund(session: Session, refund_no: str) -> Refund:
     refund.updated_at = now
     refund.failed_at = None
     session.flush()
-    for listener in refund_retried_listeners:
-        listener(session, refund)
+    events.publish(
+        session,
+        events.RefundRetried(
+            refund_id=refund.id, refund_no=refund.refund_no, order_id=refund.order_id
+        ),
+    )
     return refund
 
 
@@ -1156,15 +1182,9 @@ __all__ = [
     "close_payment",
     "consumer_full_refund",
     "handle_notification",
-    "payment_succeeded_listeners",
     "process_refunds",
-    "profit_sharing_listeners",
     "record_and_apply",
     "record_and_apply_sharing",
-    "refund_abnormal_listeners",
-    "refund_failed_listeners",
-    "refund_retried_listeners",
-    "refund_succeeded_listeners",
     "request_refund",
     "start_payment",
     "submit_refund",

@@ -33,6 +33,7 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from o2o import events
 from o2o.config import Settings
 from o2o.db import Database
 from o2o.errors import Conflict, NotFound, ValidationFailed
@@ -230,6 +231,14 @@ def _settle_merchant(
         statement.carried_in_fen = sum(old.payable_fen for old in carried)
         statement.payable_fen = statement.net_fen + statement.carried_in_fen
         session.flush()
+        events.publish(
+            session,
+            events.StatementGenerated(
+                statement_id=statement.id,
+                merchant_id=statement.merchant_id,
+                amount_fen=statement.payable_fen,
+            ),
+        )
         made.append(statement)
     return made
 
@@ -396,6 +405,14 @@ def record_payout(
     statement.paid_at = as_utc(paid_at) if paid_at else now
     statement.paid_by = actor_id
     statement.updated_at = now
+    events.publish(
+        session,
+        events.StatementPaid(
+            statement_id=statement.id,
+            merchant_id=statement.merchant_id,
+            amount_fen=statement.payable_fen,
+        ),
+    )
     return statement
 
 

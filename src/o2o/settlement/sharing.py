@@ -39,7 +39,6 @@ from o2o.errors import Conflict
 from o2o.merchants.models import Merchant
 from o2o.orders.models import COMPLETED, REFUNDED, Order
 from o2o.payments import registry
-from o2o.payments import service as payments
 from o2o.payments.models import Payment
 from o2o.payments.providers import (
     SHARING_SUCCEEDED,
@@ -460,7 +459,3 @@ def on_profit_sharing_event(db: Database, settings: Settings, event: ProfitShari
         except Exception:  # the worker asks again; the notification itself is applied
             log.exception("querying the sharing of statement %s failed", statement_id)
     return outcome
-
-
-if on_profit_sharing_event not in payments.profit_sharing_listeners:
-    payments.profit_sharing_listeners.append(on_profit_sharing_event)

@@ -4,8 +4,8 @@ A consumer opens a request within ``AFTER_SALES_DAYS`` of receipt for some lines
 no larger than what is still refundable on them; the merchant approves (the money goes back
 through the payment core's ``request_refund``) or rejects with a reason; the consumer may cancel
 while it waits. A request unanswered for ``RESPOND_WITHIN`` is approved by the worker. The
-request becomes ``refunded`` when the refund succeeds at the provider (a listener of the payment
-core, with a sweep as a safety net). Statuses move only along ``AFTER_SALES_STATUS``.
+request becomes ``refunded`` when the refund succeeds at the provider (a ``refund.succeeded``
+handler, see ``o2o.wiring``, with a sweep as a safety net). Statuses move only along ``AFTER_SALES_STATUS``.
 
 Locks: always the order row first (``orders.lock_order``), then the request row, on every path.
 """
@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from o2o import events
 from o2o.accounts.models import User
 from o2o.config import Settings
 from o2o.db import Database
@@ -186,6 +187,12 @@ def open_request(
                 AfterSalesLine(request_id=request.id, order_line_id=line.id, amount_fen=part)
             )
     session.flush()
+    events.publish(
+        session,
+        events.AfterSalesOpened(
+            request_id=request.id, order_id=request.order_id, amount_fen=amount_fen
+        ),
+    )
     return request
 
 
@@ -229,7 +236,21 @@ def _approve(
     request.decided_by = decided_by
     request.decided_at = now
     session.flush()
+    _publish_decided(session, request)
     return refund
+
+
+def _publish_decided(session: Session, request: AfterSalesRequest) -> None:
+    by = request.decided_by or ""
+    events.publish(
+        session,
+        events.AfterSalesDecided(
+            request_id=request.id,
+            order_id=request.order_id,
+            decision=request.status,
+            by_user_id=int(by.split(":")[1]) if by.startswith("merchant:") else None,
+        ),
+    )
 
 
 def approve(
@@ -271,6 +292,7 @@ def reject(
     request.decided_by = f"merchant:{actor.user_id}"
     request.decided_at = now
     session.flush()
+    _publish_decided(session, request)
     return request
 
 
@@ -346,17 +368,25 @@ def _locked_request_of(session: Session, refund: Refund) -> AfterSalesRequest | 
     )
 
 
-def on_refund_succeeded(session: Session, refund: Refund, order: Order) -> None:
-    """The payment core's listener: an approved request's refund has succeeded."""
+def _refund_of(session: Session, refund_id: int) -> Refund:
+    refund = session.get(Refund, refund_id)  # locked by the payment core
+    assert refund is not None
+    return refund
+
+
+def on_refund_succeeded(session: Session, event: events.RefundSucceeded) -> None:
+    """``refund.succeeded`` (in the transaction): an approved request's refund has succeeded."""
+    refund = _refund_of(session, event.refund_id)
     request = _locked_request_of(session, refund)
     if request is not None and request.status == APPROVED:
         _mark_refunded(session, request, refund.succeeded_at or utcnow())
         session.flush()
 
 
-def on_refund_failed(session: Session, refund: Refund, order: Order) -> None:
-    """The payment core's listener: the provider refused an approved request's refund for good
-    (the amount is free again). The request says so instead of staying "approved"."""
+def on_refund_failed(session: Session, event: events.RefundFailed) -> None:
+    """``refund.failed``: the provider refused an approved request's refund for good (the
+    amount is free again). The request says so instead of staying "approved"."""
+    refund = _refund_of(session, event.refund_id)
     request = _locked_request_of(session, refund)
     if request is not None and request.status == APPROVED:
         _move(request, "refund_failed", refund.failed_at or utcnow())
@@ -364,21 +394,13 @@ def on_refund_failed(session: Session, refund: Refund, order: Order) -> None:
         log.warning("after-sales %s: refund %s failed", request.id, refund.refund_no)
 
 
-def on_refund_retried(session: Session, refund: Refund) -> None:
-    """The payment core's listener: a failed refund is on its way again (operator or worker)."""
+def on_refund_retried(session: Session, event: events.RefundRetried) -> None:
+    """``refund.retried``: a failed refund is on its way again (operator or worker)."""
+    refund = _refund_of(session, event.refund_id)
     request = _locked_request_of(session, refund)
     if request is not None and request.status == REFUND_FAILED:
         _move(request, "retry_refund", refund.updated_at or utcnow())
         session.flush()
-
-
-for _list, _listener in (
-    (payments.refund_succeeded_listeners, on_refund_succeeded),
-    (payments.refund_failed_listeners, on_refund_failed),
-    (payments.refund_retried_listeners, on_refund_retried),
-):
-    if _listener not in _list:
-        _list.append(_listener)
 
 
 def retry_failed_refunds(

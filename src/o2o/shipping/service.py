@@ -9,7 +9,7 @@ ships at most once anyway (unique ``shipment_lines.order_line_id``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,13 +17,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from o2o import events
 from o2o.config import Settings
 from o2o.db import Database
 from o2o.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from o2o.events import BY_WORKER, STAFF, USER, WORKER, Who
 from o2o.merchants.access import MANAGERS, Actor
 from o2o.orders import service as orders
 from o2o.orders.models import GOODS, ORDER_STATUS, SHIPPED, Order, OrderLine
-from o2o.payments import service as payments
 from o2o.shipping import carriers
 from o2o.shipping.models import (
     DELIVERED,
@@ -36,11 +37,6 @@ from o2o.shipping.models import SHIPPED as SHIPMENT_SHIPPED
 from o2o.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
-
-# Called inside the transaction for each goods order the consumer (or the worker) marks
-# received: the ledger earns its lines here. Signature: (session, order, lines) -> None.
-ReceiptListener = Callable[[Session, Order, Sequence[OrderLine]], None]
-receipt_listeners: list[ReceiptListener] = []
 
 MAX_EVENTS_PER_NOTIFICATION = 100
 # A tracking event dated further ahead than this is a carrier's clock gone wrong.
@@ -80,10 +76,6 @@ def refuse_full_refund_once_shipped(session: Session, order: Order) -> None:
             code="refund_after_shipping",
             order_no=order.order_no,
         )
-
-
-if refuse_full_refund_once_shipped not in payments.full_refund_checks:
-    payments.full_refund_checks.append(refuse_full_refund_once_shipped)
 
 
 def _shipped_line_ids(session: Session, order_id: int) -> set[int]:
@@ -165,11 +157,19 @@ def ship(
     )
     session.flush()
     if len(shipped) + len(chosen) == len(lines):
-        order.status = ORDER_STATUS.next_state(order.status, "ship")
         # Auto-confirmation counts from here: the last shipment.
         order.shipped_at = now
-        order.updated_at = now
-        session.flush()
+        orders.set_status(session, order, "ship", by=Who(STAFF, actor.user_id), now=now)
+    events.publish(
+        session,
+        events.ParcelShipped(
+            order_id=order.id,
+            order_no=order.order_no,
+            shipment_id=shipment.id,
+            carrier=shipment.carrier,
+            tracking_no=shipment.tracking_no,
+        ),
+    )
     return shipment
 
 
@@ -334,7 +334,7 @@ def apply_tracking(
 # --- receipt ------------------------------------------------------------------------------------
 
 
-def _receive(session: Session, order: Order, now: datetime) -> None:
+def _receive(session: Session, order: Order, now: datetime, by: Who) -> None:
     """shipped → completed (收货). Goods that are paid but not shipped cannot be received."""
     if order.status != SHIPPED:
         raise InvalidTransition(
@@ -343,13 +343,17 @@ def _receive(session: Session, order: Order, now: datetime) -> None:
             current_status=order.status,
             action="confirm_receipt",
         )
-    order.status = ORDER_STATUS.next_state(order.status, "complete")
     order.completed_at = now
-    order.updated_at = now
-    session.flush()
-    lines = orders.lines_by_order(session, [order.id])[order.id]
-    for listener in receipt_listeners:
-        listener(session, order, lines)
+    orders.set_status(session, order, "complete", by=by, now=now)
+    events.publish(
+        session,
+        events.ParcelReceived(
+            order_id=order.id,
+            order_no=order.order_no,
+            merchant_id=order.merchant_id,
+            automatic=by.kind == WORKER,
+        ),
+    )
 
 
 def confirm_receipt(
@@ -360,7 +364,7 @@ def confirm_receipt(
     if found.kind != GOODS:
         raise Conflict("团购订单无需确认收货", code="not_goods_order")
     order = orders.lock_order(session, found.id)
-    _receive(session, order, now or utcnow())
+    _receive(session, order, now or utcnow(), Who(USER, user_id))
     return order
 
 
@@ -385,7 +389,7 @@ def auto_confirm(
             # One order's trouble (a listener refusing) must not hold back the others.
             savepoint = session.begin_nested()
             try:
-                _receive(session, order, now)
+                _receive(session, order, now, BY_WORKER)
             except Exception:
                 savepoint.rollback()
                 log.exception("auto-confirming order %s failed", order.order_no)

@@ -1,7 +1,7 @@
 """WeChat identities: consumers signed in through 公众号网页授权 or 小程序登录
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 
 * ``wechat_identities``: one row per (app id, openid) WeChat knows a consumer by, with the
   unionid when WeChat sends one (the same person across the 公众号 and the mini-program).
@@ -17,7 +17,7 @@ from alembic import op
 import o2o.db
 
 revision: str = "0015"
-down_revision: str | None = "0013"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

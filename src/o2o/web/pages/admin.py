@@ -66,9 +66,12 @@ def _render_applications(
         )
         owners = _owners(session, [m.id for m in pending])
         categories = _category_names(session)
+        histories = merchants.review_histories(session, [m.id for m in pending])
     return page.render(
         "admin/applications.html",
         applications=pending,
+        histories=histories,
+        review_labels=merchants.REVIEW_ACTION_LABELS,
         owners=owners,
         categories=categories,
         forms=forms or {},
@@ -95,10 +98,13 @@ def _render_merchants(
         )
         owners = _owners(session, [m.id for m in rows])
         categories = _category_names(session)
+        histories = merchants.review_histories(session, [m.id for m in rows])
     next_cursor = rows[-1].id if len(rows) == PAGE_SIZE else None
     return page.render(
         "admin/merchants.html",
         merchants=rows,
+        histories=histories,
+        review_labels=merchants.REVIEW_ACTION_LABELS,
         owners=owners,
         categories=categories,
         status=status,

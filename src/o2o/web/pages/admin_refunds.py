@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from o2o.errors import AppError, NotFound
+from o2o.orders import service as orders
 from o2o.orders.models import Order
 from o2o.payments import abnormal, service
 from o2o.payments.models import (
@@ -90,6 +91,7 @@ def _render_refund(
         if refund is None:
             raise NotFound("退款单不存在", code="refund_not_found")
         order = session.get(Order, refund.order_id)
+        timeline = orders.timeline(session, refund.order_id)
     return page.render(
         "admin/refund.html",
         refund=refund,
@@ -99,6 +101,8 @@ def _render_refund(
         status_label=REFUND_STATUS.label,
         handling_labels=ABNORMAL_HANDLING_LABELS,
         can_apply=refund.status == REFUND_ABNORMAL,
+        timeline=timeline,
+        show_actor_id=True,
         status_code=status,
     )
 

@@ -102,6 +102,7 @@ def _detail(page: PageContext, order_no: str, form: Form[ShipForm] | None = None
         voucher_rows = vouchers.order_vouchers_out(session, [order], staff=True)[order.id]
         parcels = shipping.shipments_out(session, [order.id])[order.id]
         store_names = {s.id: s.name for s in merchants.list_stores(session, page.merchant.id)}
+        timeline = orders.timeline(session, order.id)
     can_ship = (
         order.kind == GOODS
         and order.status == PAID
@@ -118,6 +119,8 @@ def _detail(page: PageContext, order_no: str, form: Form[ShipForm] | None = None
         status_label=ORDER_STATUS.label(order.status),
         kind_label=KINDS.get(order.kind, order.kind),
         can_ship=can_ship,
+        timeline=timeline,
+        show_actor_id=True,
         form=form or Form.blank(ShipForm),
         carrier_options=[(c.code, c.name) for c in carriers.CARRIERS.values()],
         carrier_hints={c.code: c.format_hint for c in carriers.CARRIERS.values()},

@@ -481,6 +481,7 @@ def render_order(
         found = vouchers.order_vouchers_out(session, [order])[order.id]
         # Parcels, receipt, after-sales and reviews (o2o.web.pages.consumer_fulfil).
         after = fulfil.order_context(session, page, order, lines, **forms)
+        timeline = orders.timeline(session, order.id)
     return page.render(
         "consumer/order.html",
         order=order,
@@ -491,6 +492,7 @@ def render_order(
         status_label=ORDER_STATUS.label(order.status),
         badge=STATUS_BADGES.get(order.status, ""),
         payable=order.status == PENDING_PAYMENT,
+        timeline=timeline,
         status_code=status_code,
         **after,
     )

@@ -1,0 +1,1 @@
+"""The transactional outbox: after-commit deliveries of domain events (``o2o.events``)."""
