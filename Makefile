@@ -24,9 +24,10 @@ $(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-## Serve API + pages + worker at http://127.0.0.1:8000 on the embedded SQLite file (demo data on first start)
+## Serve API + pages + worker at http://127.0.0.1:8000 on the embedded SQLite file (demo data on first start);
+## the embedded demo turns the sandbox cashier on (O2O_SANDBOX_PAYMENTS=false to keep it off)
 run: install
-	$(BIN)/o2o serve
+	O2O_SANDBOX_PAYMENTS=$${O2O_SANDBOX_PAYMENTS:-true} $(BIN)/o2o serve
 
 worker: install
 	$(BIN)/o2o worker

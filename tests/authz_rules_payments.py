@@ -34,13 +34,13 @@ def rules(Rule, EVERYONE, SIGNED_IN, A_MANAGERS, OPERATOR, a_params) -> dict:
         ("POST", "/api/v1/payments/notify/{provider}"): Rule(
             EVERYONE, lambda w: {"provider": "sandbox"}, body=_notification
         ),
-        # The sandbox cashier stands in for WeChat Pay's own page: no login (turned off in
-        # production with O2O_SANDBOX_PAYMENTS=false).
+        # The sandbox cashier (on only with O2O_SANDBOX_PAYMENTS=true) is the payer's own:
+        # anyone else who knows the payment number must not be able to mark it paid.
         ("GET", "/sandbox/cashier/{payment_no}"): Rule(
-            EVERYONE, lambda w: {"payment_no": started_payment(w.db, w)[1]}
+            OWNER_ONLY, lambda w: {"payment_no": started_payment(w.db, w)[1]}
         ),
         ("POST", "/sandbox/cashier/{payment_no}"): Rule(
-            EVERYONE,
+            OWNER_ONLY,
             lambda w: {"payment_no": started_payment(w.db, w)[1]},
             body=lambda w: {"result": "success"},
         ),

@@ -34,7 +34,7 @@ def statement_of_a(w: Any) -> str:
             gross_fen=1000,
             commission_bp=600,
         )
-    settings = Settings(database_url=str(w.db.engine.url), demo=False)
+    settings = Settings(database_url=str(w.db.engine.url), demo=False, sandbox_payments=True)
     service.generate_statements(w.db, settings, now=utcnow() + timedelta(days=2))
     with w.db.transaction(readonly=True) as session:
         no = session.scalars(select(SettlementStatement.statement_no)).first()

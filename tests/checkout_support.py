@@ -240,7 +240,7 @@ def start_sandbox(api: Any, token: str, payment_no: str) -> dict[str, Any]:
 
 def pay_sandbox(api: Any, token: str, payment_no: str, result: str = "success") -> dict[str, Any]:
     start_sandbox(api, token, payment_no)
-    r = api.post(f"/sandbox/cashier/{payment_no}", json={"result": result})
+    r = api.post(f"/sandbox/cashier/{payment_no}", json={"result": result}, as_=token)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -255,7 +255,9 @@ def notify(api: Any, headers: dict[str, str], body: bytes, provider: str = "sand
 def _settings() -> Any:
     from o2o.config import Settings
 
-    return Settings(database_url="sqlite://", secret_key=TEST_SECRET, demo=False)
+    return Settings(
+        database_url="sqlite://", secret_key=TEST_SECRET, demo=False, sandbox_payments=True
+    )
 
 
 def order_for(db: Database, world: Any, *, user_id: int | None = None) -> tuple[str, str]:

@@ -207,6 +207,8 @@ def make_settings(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
         "demo": False,
         "data_dir": tmp_path,
         "embedded_worker": False,
+        # Off by default; the tests buy through the sandbox cashier.
+        "sandbox_payments": True,
     }
     return Settings(**{**values, **overrides})
 

@@ -48,6 +48,7 @@ def serve(
     *,
     secret: str,
     env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[LiveServer]:
     """Yield one live server on ``backend`` ("sqlite": one process; "postgres": two, and Redis
     for throttles when ``O2O_TEST_REDIS_URL`` is set)."""
@@ -67,12 +68,13 @@ def serve(
         migrate.upgrade(url)
         db = Database.from_url(url)
         world = build_world(db, SimpleNamespace(state=SimpleNamespace(secret_key=secret)))
-        port = free_port()
+        port = port or free_port()
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("O2O_")}
         child_env.update(
             O2O_DATABASE_URL=url,
             O2O_SECRET_KEY=secret,
             O2O_DEMO="false",
+            O2O_SANDBOX_PAYMENTS="true",
             O2O_EMBEDDED_WORKER="false",
             O2O_LOG_LEVEL="warning",
             O2O_DATA_DIR=str(tmp_path),

@@ -178,3 +178,20 @@ def build_world(db: Database, app: Any) -> World:
     return World(
         category_id, a, b, operator.id, consumer.id, other.id, pending.id, tokens, phones, db
     )
+
+
+def bind_wechat(db: Any, user_id: int, appid: str, openid: str) -> None:
+    """Give a user the WeChat identity a JSAPI payment takes its openid from (what the silent
+    authorization or the mini-program login would have made). Idempotent."""
+    from sqlalchemy import select
+
+    from o2o.wechat.models import WeChatIdentity
+
+    with db.transaction() as session:
+        found = session.scalar(
+            select(WeChatIdentity).where(
+                WeChatIdentity.appid == appid, WeChatIdentity.openid == openid
+            )
+        )
+        if found is None:
+            session.add(WeChatIdentity(user_id=user_id, appid=appid, openid=openid))

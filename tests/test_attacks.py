@@ -133,7 +133,9 @@ class Watch:
                 self.done.wait(0.05)
 
     def _sweep(self) -> None:
-        settings = Settings(database_url="sqlite://", secret_key=SECRET, demo=False)
+        settings = Settings(
+            database_url="sqlite://", secret_key=SECRET, demo=False, sandbox_payments=True
+        )
         while not self.done.is_set():
             self.sweeps.append(worker.run_once(self.live.db, settings))
             self.done.wait(0.5)
@@ -342,7 +344,9 @@ def buy_voucher(live: LiveServer, http: httpx.Client, listing_id: int) -> str:
     order_no, payment_no = r.json()["orders"][0]["order_no"], r.json()["payment"]["payment_no"]
     r = http.post(f"/api/v1/payments/{payment_no}/pay", json={"provider": "sandbox"}, headers=h)
     assert r.status_code == 200, r.text
-    assert http.post(f"/sandbox/cashier/{payment_no}", json={"result": "success"}).is_success
+    assert http.post(
+        f"/sandbox/cashier/{payment_no}", json={"result": "success"}, headers=h
+    ).is_success
     return http.get(f"/api/v1/orders/{order_no}", headers=h).json()["vouchers"][0]["code"]
 
 
@@ -773,7 +777,9 @@ def test_a_notification_left_received_by_a_crash_is_applied_by_the_worker(
         session.add(stuck)
         session.flush()
         stuck_id = stuck.id
-    settings = Settings(database_url="sqlite://", secret_key=SECRET, demo=False)
+    settings = Settings(
+        database_url="sqlite://", secret_key=SECRET, demo=False, sandbox_payments=True
+    )
     results = [worker.run_once(live.db, settings) for _ in range(2)]
     assert [r["notification_replay"] for r in results] == [1, 0]  # once
     with live.db.transaction(readonly=True) as session:

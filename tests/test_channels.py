@@ -436,6 +436,7 @@ def server(db_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[
         "O2O_DATABASE_URL": db_url,
         "O2O_SECRET_KEY": "s" * 48,
         "O2O_DEMO": "false",
+        "O2O_SANDBOX_PAYMENTS": "true",
         "O2O_EMBEDDED_WORKER": "false",
         "O2O_DATA_DIR": str(tmp_path),
         "O2O_VISIT_FLUSH_SECONDS": "60",

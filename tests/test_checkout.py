@@ -85,11 +85,11 @@ def test_end_to_end_checkout_pay_with_sandbox(api: Any, world: Any, db: Any) -> 
     )
     assert started.status_code == 200, started.text
     cashier_url = started.json()["cashier_url"]
-    page = api.get(cashier_url)
+    page = api.get(cashier_url, as_=token)  # the payer's own cashier
     assert page.status_code == 200
     assert "¥59.80" in page.text and "支付成功" in page.text and "支付失败" in page.text
 
-    done = api.post(cashier_url, json={"result": "success"})
+    done = api.post(cashier_url, json={"result": "success"}, as_=token)
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "succeeded"
 
@@ -115,9 +115,11 @@ def test_cashier_form_posts_back_to_the_page(api: Any, world: Any, db: Any) -> N
     body = checkout_goods(api, token, goods)
     no = body["payment"]["payment_no"]
     api.post(f"/api/v1/payments/{no}/pay", json={"provider": "sandbox"}, as_=token)
-    r = api.post(f"/sandbox/cashier/{no}", data={"result": "success"}, follow_redirects=False)
+    r = api.post(
+        f"/sandbox/cashier/{no}", data={"result": "success"}, follow_redirects=False, as_=token
+    )
     assert r.status_code == 303
-    page = api.get(r.headers["location"])
+    page = api.get(r.headers["location"], as_=token)
     assert "已支付" in page.text and "支付成功</button>" not in page.text
     # After paying, the way back to the consumer's order page.
     order_no = body["orders"][0]["order_no"]

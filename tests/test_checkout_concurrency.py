@@ -164,6 +164,7 @@ def server(url: str, cwd: Path, *, workers: int = 1) -> Iterator[tuple[str, subp
         O2O_DATABASE_URL=url,
         O2O_SECRET_KEY=SECRET,
         O2O_DEMO="false",
+        O2O_SANDBOX_PAYMENTS="true",
         O2O_EMBEDDED_WORKER="false",
         O2O_PAYMENT_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
         O2O_LOG_LEVEL="warning",
@@ -262,7 +263,11 @@ def pay(client: httpx.Client, token: str, payment_no: str) -> str:
     )
     if started.status_code != 200:
         return f"start:{started.status_code}"
-    done = client.post(f"/sandbox/cashier/{payment_no}", json={"result": "success"})
+    done = client.post(
+        f"/sandbox/cashier/{payment_no}",
+        json={"result": "success"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     return done.json().get("status", str(done.status_code))
 
 

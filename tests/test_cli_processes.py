@@ -68,6 +68,7 @@ class Cli:
             O2O_SECRET_KEY="cli-test-secret-" + "c" * 40,
             O2O_DATA_DIR=str(cwd),
             O2O_DEMO="false",
+            O2O_SANDBOX_PAYMENTS="true",
             O2O_LOG_LEVEL="info",
             O2O_WORKER_INTERVAL_SECONDS="0.2",
         )

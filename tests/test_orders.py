@@ -217,7 +217,7 @@ def test_paid_hook_is_called_once_with_the_lines(api: Any, world: Any, db: Any) 
         body = checkout_goods(api, world.tokens["consumer"], goods, quantity=2)
         no = body["payment"]["payment_no"]
         pay_sandbox(api, world.tokens["consumer"], no)
-        api.post(f"/sandbox/cashier/{no}", json={"result": "success"})
+        api.post(f"/sandbox/cashier/{no}", json={"result": "success"}, as_=world.tokens["consumer"])
     assert calls == [(body["orders"][0]["order_no"], 2)]
 
 

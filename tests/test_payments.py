@@ -183,7 +183,7 @@ def test_failed_attempt_leaves_the_payment_payable(
 ) -> None:
     token = world.tokens["consumer"]
     no = bought["payment_no"]
-    r = api.post(f"/sandbox/cashier/{no}", json={"result": "fail"})
+    r = api.post(f"/sandbox/cashier/{no}", json={"result": "fail"}, as_=token)
     assert r.status_code == 200 and r.json()["status"] == "failed"
     assert levels(db, bought["goods"].item_id).held == 1
     order_no = bought["body"]["orders"][0]["order_no"]
@@ -247,6 +247,46 @@ def test_sandbox_can_be_turned_off(db_url: str, tmp_path: Any) -> None:
         assert client.get("/sandbox/cashier/P1").status_code == 404
         r = notify(client, {}, b"{}")
         assert r.status_code == 404 and r.json()["code"] == "provider_not_available"
+
+
+def test_the_sandbox_is_off_unless_turned_on() -> None:
+    from o2o.config import Settings
+
+    assert Settings(_env_file=None).sandbox_payments is False
+
+
+def test_the_sandbox_cashier_serves_only_the_payers_own_session_with_csrf(
+    app: Any, world: Any, db: Any
+) -> None:
+    from tests.web.support import TOKEN, PageClient
+
+    goods = make_goods(db, world.a.id, world.category_id, stock=5)
+    token = world.tokens["consumer"]
+    no = checkout_goods(api_client := ApiClient(app), token, goods)["payment"]["payment_no"]
+    start_sandbox(api_client, token, no)
+    url = f"/sandbox/cashier/{no}"
+    with PageClient(app) as stranger:
+        # Knowing the payment number is not enough: no session, another consumer's session or
+        # token, or the payer's own session without the CSRF token.
+        assert stranger.sign_in(None).post(url, data={"result": "success"}).status_code == 403
+        assert stranger.post(url, json={"result": "success"}).status_code == 403
+        assert stranger.get(url).status_code == 403
+        stranger.sign_in(world.other_consumer_id)
+        assert stranger.form_post(url, {"result": "success"}).status_code == 404
+        assert stranger.get(url).status_code == 404
+        other = {"Authorization": f"Bearer {world.tokens['other_consumer']}"}
+        assert stranger.post(url, json={"result": "success"}, headers=other).status_code == 404
+        stranger.sign_in(world.consumer_id)
+        r = stranger.form_post(url, {"result": "success"}, token=False)
+        assert r.status_code == 403
+        assert payment_row(db, no).status == "pending"
+        # The payer's page: its buttons carry the CSRF token, and pressing one pays.
+        page = stranger.get(url)
+        assert page.status_code == 200 and f'name="csrf_token" value="{TOKEN}"' in page.text
+        r = stranger.form_post(url, {"result": "success"})
+        assert r.status_code == 303, r.text
+    assert payment_row(db, no).status == "succeeded"
+    api_client.close()
 
 
 # --- the payment timeout ---------------------------------------------------------------------
@@ -328,7 +368,9 @@ def test_timeout_and_payment_race_never_both_win(
         with ApiClient(app) as client:
             for b in bodies:
                 client.post(
-                    f"/sandbox/cashier/{b['payment']['payment_no']}", json={"result": "success"}
+                    f"/sandbox/cashier/{b['payment']['payment_no']}",
+                    json={"result": "success"},
+                    as_=token,
                 )
 
     payer = threading.Thread(target=pay_all)

@@ -76,6 +76,7 @@ def live(
             O2O_DATABASE_URL=url,
             O2O_SECRET_KEY=SECRET,
             O2O_DEMO="false",
+            O2O_SANDBOX_PAYMENTS="true",
             O2O_EMBEDDED_WORKER="false",
             O2O_LOG_LEVEL="warning",
         )

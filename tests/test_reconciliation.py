@@ -3,6 +3,7 @@ payments and refunds — through the operator API and ``o2o reconcile``. Both da
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from o2o.settlement.models import ReconciliationImport
 from o2o.timeutil import CHINA_TZ
 from tests.checkout_support import ADDRESS, goods_item, make_goods, place
 from tests.fakes.wechatpay_server import FakeWeChatPay
+from tests.support import bind_wechat
 
 NOTIFY = "/api/v1/payments/notify/wechatpay"
 OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
@@ -46,9 +48,10 @@ def pay(api: Any, fake: FakeWeChatPay, world: Any, goods: Any) -> tuple[str, str
     made = place(api, token, [goods_item(goods)], address=ADDRESS)
     assert made.status_code == 201, made.text
     payment_no = made.json()["payment"]["payment_no"]
+    bind_wechat(world.db, world.consumer_id, os.environ["O2O_WECHATPAY_APPID"], OPENID)
     r = api.post(
         f"/api/v1/payments/{payment_no}/pay",
-        json={"provider": "wechatpay", "method": "jsapi", "openid": OPENID},
+        json={"provider": "wechatpay", "method": "jsapi"},
         as_=token,
     )
     assert r.status_code == 200, r.text

@@ -6,6 +6,7 @@ databases, through the notify URL and the operator's API and pages."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from o2o.orders.models import Order
 from o2o.payments.models import Refund
 from tests.checkout_support import ADDRESS, goods_item, make_goods, place
 from tests.fakes.wechatpay_server import FakeWeChatPay
+from tests.support import bind_wechat
 from tests.web.support import PageClient, field_error
 
 NOTIFY = "/api/v1/payments/notify/wechatpay"
@@ -52,9 +54,10 @@ def abnormal(api: Any, db: Database, fake: FakeWeChatPay, world: Any) -> dict[st
     assert made.status_code == 201, made.text
     payment_no = made.json()["payment"]["payment_no"]
     order_no = made.json()["orders"][0]["order_no"]
+    bind_wechat(world.db, world.consumer_id, os.environ["O2O_WECHATPAY_APPID"], OPENID)
     r = api.post(
         f"/api/v1/payments/{payment_no}/pay",
-        json={"provider": "wechatpay", "method": "jsapi", "openid": OPENID},
+        json={"provider": "wechatpay", "method": "jsapi"},
         as_=token,
     )
     assert r.status_code == 200, r.text

@@ -4,6 +4,7 @@ sub-merchant, the payout posted only when WeChat Pay says it finished. Both data
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from o2o.settlement.models import SettlementStatement
 from o2o.timeutil import utcnow
 from tests.checkout_support import ADDRESS, goods_item, make_goods, place
 from tests.fakes.wechatpay_server import DEFAULT_SP_MCHID, FakeWeChatPay, merchant_name
+from tests.support import bind_wechat
 
 NOTIFY = "/api/v1/payments/notify/wechatpay"
 OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
@@ -73,9 +75,10 @@ def buy_and_pay(
     assert made.status_code == 201, made.text
     payment_no = made.json()["payment"]["payment_no"]
     orders = {o["merchant_id"]: o["order_no"] for o in made.json()["orders"]}
+    bind_wechat(world.db, world.consumer_id, os.environ["O2O_WECHATPAY_APPID"], OPENID)
     r = api.post(
         f"/api/v1/payments/{payment_no}/pay",
-        json={"provider": "wechatpay", "method": "jsapi", "openid": OPENID},
+        json={"provider": "wechatpay", "method": "jsapi"},
         as_=token,
     )
     assert r.status_code == 200, r.text

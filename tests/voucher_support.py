@@ -184,7 +184,9 @@ def paid_order(db: Database, user_id: int, listing_id: int, quantity: int = 1) -
     from o2o.payments.models import PENDING
     from o2o.payments.providers import EVENT_SUCCEEDED, PaymentEvent
 
-    settings = Settings(database_url="sqlite://", secret_key="k" * 40, demo=False)
+    settings = Settings(
+        database_url="sqlite://", secret_key="k" * 40, demo=False, sandbox_payments=True
+    )
     with db.transaction() as session:
         body = orders.checkout(
             session,

@@ -54,9 +54,9 @@ class Settings(BaseSettings):
     redis_key_prefix: str = "o2o"
 
     payment_timeout_seconds: int = Field(default=15 * 60, ge=10)
-    # The embedded sandbox payment provider; turn it off in production (anyone reaching its
-    # cashier can mark a payment paid).
-    sandbox_payments: bool = True
+    # The embedded sandbox payment provider: off unless turned on (``make run`` does, for the
+    # embedded demo). Its cashier lets the payer mark their own payment paid: never in production.
+    sandbox_payments: bool = False
     auto_confirm_days: int = Field(default=7, ge=1)
     settlement_cycle_days: int = Field(default=1, ge=1)
 

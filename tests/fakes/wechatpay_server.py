@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -72,6 +73,7 @@ DEFAULT_APPID = "wxd678efh567hg6787"
 DEFAULT_SP_MCHID = "1900000100"
 DEFAULT_SP_APPID = "wx8888888888888888"
 DEFAULT_NOTIFY_URL = "https://o2o.example.com/api/v1/payments/wechatpay/notify"
+H5_CASHIER_PATH = "/cgi-bin/mmpayweb-bin/checkmweb"
 # 商户全称 of the fake's merchant accounts (a MERCHANT_ID receiver must be added with it).
 MERCHANT_NAMES = {
     DEFAULT_SP_MCHID: "深圳市优选生活平台科技有限公司",
@@ -222,6 +224,7 @@ class FakeOrder:
     success_time: datetime | None = None
     prepay_id: str | None = None
     code_url: str | None = None
+    h5_url: str | None = None
     shared_fen: int = 0
     unfrozen: bool = False
 
@@ -239,6 +242,7 @@ class FakeCombine:
     scene_info: dict[str, Any] | None
     prepay_id: str | None = None
     code_url: str | None = None
+    h5_url: str | None = None
 
 
 @dataclass
@@ -319,6 +323,26 @@ def _require(body: Mapping[str, Any], *names: str) -> None:
             )
 
 
+def _check_h5_scene(body: Mapping[str, Any]) -> None:
+    """H5 payments: scene_info.payer_client_ip and scene_info.h5_info.type are required."""
+    scene = body.get("scene_info")
+    if not isinstance(scene, dict) or not scene.get("payer_client_ip"):
+        raise _Reject(400, "PARAM_ERROR", "scene_info.payer_client_ip 必填")
+    h5_info = scene.get("h5_info")
+    if not isinstance(h5_info, dict) or not h5_info.get("type"):
+        raise _Reject(400, "PARAM_ERROR", "scene_info.h5_info.type 必填")
+    if h5_info["type"] not in ("iOS", "Android", "Wap"):
+        raise _Reject(400, "PARAM_ERROR", "h5_info.type 取值为 iOS、Android 或 Wap")
+
+
+def _prepay_answer(order: Any, kind: str) -> dict[str, Any]:
+    if kind == "jsapi":
+        return {"prepay_id": order.prepay_id}
+    if kind == "h5":
+        return {"h5_url": order.h5_url}
+    return {"code_url": order.code_url}
+
+
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise _Reject(400, "PARAM_ERROR", f"{name} 必须为正整数(分)")
@@ -371,6 +395,8 @@ class FakeWeChatPay:
         # Where WeChat Pay posts 分账动账 notifications to the platform as a receiver
         # (configured in the merchant platform, not per request).
         self.profit_sharing_notify_url = DEFAULT_NOTIFY_URL
+        # H5 支付域名: where the H5 cashier lets the browser go back to (redirect_url).
+        self.h5_domains = {"127.0.0.1", "testserver", "o2o.example.com"}
         self._lock = threading.RLock()
         self._merchants: dict[str, FakeMerchant] = {}
         self._server: uvicorn.Server | None = None
@@ -1060,18 +1086,63 @@ class FakeWeChatPay:
             return self._dispatch(request, signed_path, body)
 
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-        return Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)])
+        return Starlette(
+            routes=[
+                Route(H5_CASHIER_PATH, self._h5_cashier, methods=["GET", "POST"]),
+                Route("/{path:path}", endpoint, methods=methods),
+            ]
+        )
+
+    # ------------------------------------------------------------------ the H5 cashier page
+
+    def _h5_payable(self, prepay_marker: str) -> tuple[str, str | None, int] | None:
+        """(number to pay, sub_mchid, amount) of the H5 order whose URL has this prepay id."""
+        for c in self.combines.values():
+            if c.h5_url and prepay_marker in c.h5_url:
+                total = sum(self.orders[k].total for k in c.order_keys)
+                return c.combine_out_trade_no, None, total
+        for o in self.orders.values():
+            if o.h5_url and prepay_marker in o.h5_url and not o.combine_out_trade_no:
+                return o.out_trade_no, o.sub_mchid, o.total
+        return None
+
+    async def _h5_cashier(self, request: Request) -> Response:
+        """WeChat's H5 cashier (中间页) as far as a browser test needs it: the prepay id must be
+        one we issued and ``redirect_url`` on the merchant's H5 支付域名 (``h5_domains``);
+        确认支付 pays, sends the notification, and goes back to ``redirect_url``."""
+        prepay = request.query_params.get("prepay_id", "")
+        redirect = request.query_params.get("redirect_url", "")
+        with self._lock:
+            found = self._h5_payable(f"prepay_id={prepay}&") if prepay else None
+        if found is None:
+            return Response("商家参数格式有误，请联系商家解决", media_type="text/plain")
+        if urlsplit(redirect).hostname not in self.h5_domains:
+            return Response("商家存在未配置的参数，请联系商家解决", media_type="text/plain")
+        no, sub_mchid, total = found
+        if request.method == "POST":
+            await asyncio.to_thread(self.pay, no, sub_mchid=sub_mchid, deliver=True)
+            return Response(status_code=303, headers={"Location": redirect})
+        page = (
+            '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>微信支付</title>'
+            f"</head><body><h1>微信支付</h1><p data-testid=amount>¥{_yuan(total)}</p>"
+            '<form method="post"><button type="submit">确认支付</button></form></body></html>'
+        )
+        return Response(page, media_type="text/html")
 
     def _routes(self) -> list[tuple[str, re.Pattern[str], Callable[..., tuple[int, Any]]]]:
         no = r"(?P<no>[^/]+)"
         table: list[tuple[str, str, Callable[..., tuple[int, Any]]]] = [
-            ("POST", r"/v3/pay/transactions/(?P<kind>jsapi|native)", self._h_prepay),
-            ("POST", r"/v3/pay/partner/transactions/(?P<kind>jsapi|native)", self._h_prepay),
+            ("POST", r"/v3/pay/transactions/(?P<kind>jsapi|native|h5)", self._h_prepay),
+            ("POST", r"/v3/pay/partner/transactions/(?P<kind>jsapi|native|h5)", self._h_prepay),
             ("GET", rf"/v3/pay/transactions/(?P<by>out-trade-no|id)/{no}", self._h_query),
             ("GET", rf"/v3/pay/partner/transactions/(?P<by>out-trade-no|id)/{no}", self._h_query),
             ("POST", rf"/v3/pay/transactions/out-trade-no/{no}/close", self._h_close),
             ("POST", rf"/v3/pay/partner/transactions/out-trade-no/{no}/close", self._h_close),
-            ("POST", r"/v3/combine-transactions/(?P<kind>jsapi|native)", self._h_combine_prepay),
+            (
+                "POST",
+                r"/v3/combine-transactions/(?P<kind>jsapi|native|h5)",
+                self._h_combine_prepay,
+            ),
             ("GET", rf"/v3/combine-transactions/out-trade-no/{no}", self._h_combine_query),
             ("POST", rf"/v3/combine-transactions/out-trade-no/{no}/close", self._h_combine_close),
             ("POST", r"/v3/refund/domestic/refunds", self._h_refund),
@@ -1250,6 +1321,8 @@ class FakeWeChatPay:
                 raise _Reject(400, "PARAM_ERROR", "payer 必填")
             if openid_kind == "sub_openid" and not body.get("sub_appid"):
                 raise _Reject(400, "PARAM_ERROR", "使用 sub_openid 时 sub_appid 必填")
+        elif kind == "h5":
+            _check_h5_scene(body)
         expire = self._parse_expire(body.get("time_expire"))
         key = (merchant.mchid, sub_mchid or "", str(body["out_trade_no"]))
         fingerprint = _fingerprint(body, "time_expire") + kind
@@ -1261,11 +1334,7 @@ class FakeWeChatPay:
                 raise _Reject(400, "ORDER_CLOSED", "订单已关闭")
             if existing.request_fingerprint != fingerprint:
                 raise _Reject(403, "OUT_TRADE_NO_USED", "商户订单号重复")
-            return 200, (
-                {"prepay_id": existing.prepay_id}
-                if kind == "jsapi"
-                else {"code_url": existing.code_url}
-            )
+            return 200, _prepay_answer(existing, kind)
         order = FakeOrder(
             owner=merchant.mchid,
             mchid=merchant.mchid,
@@ -1288,12 +1357,20 @@ class FakeWeChatPay:
             order.prepay_id = (
                 "wx" + datetime.now(CHINA_TZ).strftime("%d%H%M%S") + secrets.token_hex(12)
             )
+        elif kind == "h5":
+            order.h5_url = self._h5_url()
         else:
             order.code_url = "weixin://wxpay/bizpayurl?pr=" + secrets.token_urlsafe(6)
         self.orders[key] = order
-        if kind == "jsapi":
-            return 200, {"prepay_id": order.prepay_id}
-        return 200, {"code_url": order.code_url}
+        return 200, _prepay_answer(order, kind)
+
+    def _h5_url(self) -> str:
+        # WeChat's is https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id=…&package=…
+        prepay = "wx" + datetime.now(CHINA_TZ).strftime("%d%H%M%S") + secrets.token_hex(12)
+        return (
+            f"{self.base_url}{H5_CASHIER_PATH}?prepay_id={prepay}"
+            f"&package={secrets.randbelow(10**10):010d}"
+        )
 
     def _order_from_query(
         self, merchant: FakeMerchant, query: Mapping[str, str], partner: bool
@@ -1359,6 +1436,8 @@ class FakeWeChatPay:
             openid = str((body.get("combine_payer_info") or {}).get("openid") or "")
             if not openid:
                 raise _Reject(400, "PARAM_ERROR", "combine_payer_info.openid 必填")
+        elif kind == "h5":
+            _check_h5_scene(body)
         else:
             if not (body.get("scene_info") or {}).get("payer_client_ip"):
                 raise _Reject(400, "PARAM_ERROR", "scene_info.payer_client_ip 必填")
@@ -1373,11 +1452,7 @@ class FakeWeChatPay:
                 raise _Reject(400, "ORDER_CLOSED", "订单已关闭")
             if existing.request_fingerprint != fingerprint:
                 raise _Reject(403, "OUT_TRADE_NO_USED", "商户订单号重复")
-            return 200, (
-                {"prepay_id": existing.prepay_id}
-                if kind == "jsapi"
-                else {"code_url": existing.code_url}
-            )
+            return 200, _prepay_answer(existing, kind)
         expire = self._parse_expire(body.get("time_expire"))
         new_orders: list[FakeOrder] = []
         for sub in subs:
@@ -1427,9 +1502,11 @@ class FakeWeChatPay:
         self.combines[(merchant.mchid, combine_no)] = combine
         if kind == "jsapi":
             combine.prepay_id = "wx" + secrets.token_hex(16)
-            return 200, {"prepay_id": combine.prepay_id}
-        combine.code_url = "weixin://wxpay/bizpayurl?pr=" + secrets.token_urlsafe(6)
-        return 200, {"code_url": combine.code_url}
+        elif kind == "h5":
+            combine.h5_url = self._h5_url()
+        else:
+            combine.code_url = "weixin://wxpay/bizpayurl?pr=" + secrets.token_urlsafe(6)
+        return 200, _prepay_answer(combine, kind)
 
     def _h_combine_query(self, *, merchant: FakeMerchant, no: str, **_: Any) -> tuple[int, Any]:
         combine = self.combines.get((merchant.mchid, no))

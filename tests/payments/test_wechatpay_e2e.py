@@ -4,6 +4,7 @@ both databases."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from o2o.payments.wechatpay_crypto import jsapi_sign_message, rsa_verify
 from o2o.timeutil import utcnow
 from tests.checkout_support import ADDRESS, goods_item, make_goods, place
 from tests.fakes.wechatpay_server import FakeWeChatPay, fake_rsa_key
+from tests.support import bind_wechat
 
 NOTIFY = "/api/v1/payments/notify/wechatpay"
 OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
@@ -45,6 +47,11 @@ def configure(monkeypatch: pytest.MonkeyPatch, fake: FakeWeChatPay, *, partner: 
 
 
 def pay_wechat(api: Any, token: str, payment_no: str, **body: Any) -> dict[str, Any]:
+    openid = body.pop("openid", None)
+    if openid is not None:  # the payer's own WeChat identity, as sign-in would have made it
+        user_id = api.get("/api/v1/me", as_=token).json()["id"]
+        appid = os.environ["O2O_WECHATPAY_APPID"]
+        bind_wechat(api.app.state.db, user_id, appid, openid)
     r = api.post(
         f"/api/v1/payments/{payment_no}/pay",
         json={"provider": "wechatpay", **body},

@@ -31,6 +31,7 @@ from o2o.payments.providers import (
     RefundRequest,
     SubOrder,
 )
+from o2o.payments.wechatpay import WeChatPayError
 from o2o.payments.wechatpay_crypto import jsapi_sign_message, response_message, rsa_sign, rsa_verify
 from o2o.payments.wechatpay_provider import (
     NOTIFY_PATH,
@@ -325,6 +326,8 @@ def test_prepare_refuses_bad_requests_before_calling(
     with pytest.raises(ValueError, match="openid"):
         direct.prepare(single("P-NOOPENID"), method="jsapi")
     with pytest.raises(ValueError, match="unsupported"):
+        direct.prepare(single("P-MICRO"), method="micropay")
+    with pytest.raises(ValueError, match="IP address"):
         direct.prepare(single("P-H5"), method="h5")
     wrong_total = PaymentRequest(
         payment_no="P-SUM",
@@ -918,3 +921,82 @@ def test_events_keep_their_times_through_the_notification_log() -> None:
     for event in (refund, paid):
         stored = json.loads(json.dumps(event_json(event)))
         assert event_from_json(stored) == event
+
+
+# --------------------------------------------------------------------------- H5 and sub_openid
+
+
+def test_h5_sends_the_payer_ip_and_h5_info_and_gives_the_h5_url(
+    fake: FakeWeChatPay, direct: WeChatPayProvider, partner: WeChatPayProvider
+) -> None:
+    got = direct.prepare(single("P-H5-1"), method="h5", client_ip="203.0.113.7")
+    sent = fake.requests[-1]
+    assert sent.path == "/v3/pay/transactions/h5" and sent.status == 200
+    assert sent.body["scene_info"] == {
+        "payer_client_ip": "203.0.113.7",
+        "h5_info": {"type": "Wap"},
+    }
+    assert got["h5_url"].startswith(fake.base_url + "/cgi-bin/mmpayweb-bin/checkmweb?prepay_id=")
+    # The same payment again: the same URL (WeChat Pay dedupes on out_trade_no).
+    assert direct.prepare(single("P-H5-1"), method="h5", client_ip="203.0.113.7") == got
+    # Partner mode, one merchant and a combined (合单) payment of two.
+    partner.prepare(single("P-H5-2", sub=SUB_A), method="h5", client_ip="203.0.113.7")
+    assert fake.requests[-1].path == "/v3/pay/partner/transactions/h5"
+    assert fake.requests[-1].body["sub_mchid"] == SUB_A
+    both = partner.prepare(combined("P-H5-C"), method="h5", client_ip="203.0.113.7")
+    sent = fake.requests[-1]
+    assert sent.path == "/v3/combine-transactions/h5" and sent.status == 200
+    assert sent.body["scene_info"]["h5_info"] == {"type": "Wap"}
+    assert [s["sub_mchid"] for s in sent.body["sub_orders"]] == [SUB_A, SUB_B]
+    assert "h5_url" in both
+    # No address, no H5 (WeChat Pay compares it with the browser that opens the URL).
+    with pytest.raises(ValueError, match="IP address"):
+        partner.prepare(combined("P-H5-D"), method="h5", client_ip="testclient")
+
+
+def test_the_fake_refuses_h5_without_scene_info(
+    fake: FakeWeChatPay, direct: WeChatPayProvider
+) -> None:
+    body = {
+        "appid": direct.config.appid,
+        "mchid": direct.config.mchid,
+        "description": "x",
+        "out_trade_no": "P-H5-BAD",
+        "notify_url": direct.config.notify_url,
+        "amount": {"total": 1, "currency": "CNY"},
+    }
+    for scene in (None, {"payer_client_ip": "203.0.113.7"}, {"h5_info": {"type": "Wap"}}):
+        payload = {**body, **({"scene_info": scene} if scene else {})}
+        with pytest.raises(WeChatPayError) as refused:
+            direct.client._call("POST", "/v3/pay/transactions/h5", body=payload)
+        assert refused.value.code == "PARAM_ERROR"
+
+
+def test_jsapi_with_a_sub_appid_openid_pays_as_sub_openid(
+    fake: FakeWeChatPay, clock: Clock
+) -> None:
+    sub_appid = "wxsubapp000000001"
+    provider = WeChatPayProvider(
+        settings_from(fake.provider_env(partner=True)), clock=clock, sub_appid=sub_appid
+    )
+    try:
+        assert provider.payer_appids() == [provider.config.appid, sub_appid]
+        params = provider.prepare(
+            single("P-SUB-1", sub=SUB_A), payer_openid=OPENID, payer_appid=sub_appid
+        )
+        sent = fake.requests[-1].body
+        assert sent["payer"] == {"sub_openid": OPENID} and sent["sub_appid"] == sub_appid
+        assert params["appId"] == sub_appid
+        assert verify_pay_sign(fake, provider.config.mchid, params)
+        # The platform's own openid pays as sp_openid with the sp_appid.
+        params = provider.prepare(single("P-SUB-2", sub=SUB_A), payer_openid=OPENID)
+        assert fake.requests[-1].body["payer"] == {"sp_openid": OPENID}
+        assert params["appId"] == provider.config.appid
+        # An openid of an app this merchant cannot pay for is refused before any call.
+        with pytest.raises(ValueError, match="cannot pay here"):
+            provider.prepare(single("P-SUB-3", sub=SUB_A), payer_openid=OPENID, payer_appid="wxx")
+        # 合单 pays with the sp_appid's openid only.
+        with pytest.raises(ValueError, match="sp_appid"):
+            provider.prepare(combined("P-SUB-C"), payer_openid=OPENID, payer_appid=sub_appid)
+    finally:
+        provider.close_client()

@@ -65,6 +65,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env.update(
         O2O_DATABASE_URL=f"sqlite:///{folder / 'web.db'}",
         O2O_DEMO="true",
+        O2O_SANDBOX_PAYMENTS="true",
         O2O_SECRET_KEY="web-test-secret-" + "x" * 40,
         O2O_EMBEDDED_WORKER="false",
         O2O_DATA_DIR=str(folder),

@@ -70,7 +70,9 @@ def unused_hotpot_code(base: str) -> str:
             f"/api/v1/payments/{payment_no}/pay", json={"provider": "sandbox"}, headers=headers
         )
         assert r.status_code == 200, r.text
-        r = client.post(f"/sandbox/cashier/{payment_no}", json={"result": "success"})
+        r = client.post(
+            f"/sandbox/cashier/{payment_no}", json={"result": "success"}, headers=headers
+        )
         assert r.status_code == 200, r.text
         codes, _ = _unused_codes(client, headers)
         assert codes, "paid, but no voucher was issued"

@@ -96,7 +96,9 @@ def ship_in_console(page: Any, owner_phone: str, order_no: str) -> str:
 
 def carrier_reports(base: str, tracking_no: str) -> None:
     """The carrier's signed push (what SF's servers would send) with two events."""
-    settings = Settings(database_url="sqlite://", secret_key=LIVE_SECRET, demo=False)
+    settings = Settings(
+        database_url="sqlite://", secret_key=LIVE_SECRET, demo=False, sandbox_payments=True
+    )
     secret = carriers.carrier_secret(settings, "SF", environ={})
     now = int(time.time())
     body = json.dumps(

@@ -29,7 +29,7 @@ from o2o.accounts import service
 from o2o.accounts.models import User
 from o2o.config import Settings
 from o2o.db import Database
-from o2o.errors import ServiceUnavailable, TooManyRequests, Unauthorized, ValidationFailed
+from o2o.errors import Conflict, ServiceUnavailable, TooManyRequests, Unauthorized, ValidationFailed
 from o2o.security import PasswordGate, issue_token, revoked
 
 
@@ -178,6 +178,8 @@ async def change_password(
             live = service.live_session_user(session, user_id, session_id)
         if live is None:
             raise revoked()
+        if live[0].phone is None:  # a WeChat-only account has no password to change
+            raise Conflict("请先绑定手机号", code="no_password")
         return live[0].phone
 
     phone = await to_thread.run_sync(phone_of)

@@ -15,7 +15,8 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    phone: Mapped[str] = mapped_column(String(11), unique=True)
+    # Empty for a light account made by WeChat sign-in until a phone is bound.
+    phone: Mapped[str | None] = mapped_column(String(11), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     password_hash: Mapped[str] = mapped_column(String(200))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)

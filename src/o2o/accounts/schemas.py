@@ -33,7 +33,7 @@ class TokenOut(Schema):
 
 class UserOut(Schema):
     id: int
-    phone: str
+    phone: str | None
     name: str
 
 

@@ -113,9 +113,9 @@ def normalize_code(raw: str) -> str | None:
     return None
 
 
-def mask_phone(phone: str) -> str:
-    """``13800000000`` → ``138****0000``."""
-    return f"{phone[:3]}****{phone[-4:]}" if len(phone) >= 8 else "****"
+def mask_phone(phone: str | None) -> str:
+    """``13800000000`` → ``138****0000`` (a WeChat-only account has no phone: ``****``)."""
+    return f"{phone[:3]}****{phone[-4:]}" if phone and len(phone) >= 8 else "****"
 
 
 def not_found() -> NotFound:

@@ -34,7 +34,7 @@ class Actor:
     """The caller: a user (every user is a consumer), maybe staff, maybe an operator."""
 
     user_id: int
-    phone: str
+    phone: str | None
     name: str
     is_admin: bool = False
     roles: dict[int, StaffRole] = field(default_factory=dict)

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from o2o.deps import AdminDep, DbDep, ReadSessionDep, SessionDep, SettingsDep
-from o2o.errors import AppError, ValidationFailed
+from o2o.deps import AdminDep, DbDep, OptionalActorDep, ReadSessionDep, SessionDep, SettingsDep
+from o2o.errors import AppError, Forbidden, ValidationFailed
+from o2o.merchants.access import Actor
 from o2o.money import format_yuan
 from o2o.orders.models import Order
 from o2o.payments import abnormal, registry, service
@@ -30,8 +31,11 @@ from o2o.payments.schemas import (
     SandboxResultOut,
 )
 from o2o.schemas import Page, PageLimit
-from o2o.security import require_user_id
+from o2o.security import client_address, require_user_id
 from o2o.timeutil import format_china
+from o2o.web.context import page_context
+from o2o.web.csrf import verify_csrf
+from o2o.web.session import page_session
 
 router = APIRouter(prefix="/api/v1", tags=["payments"])
 admin_router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -68,7 +72,9 @@ def pay(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     """Start paying: sandbox → ``{cashier_url}``; WeChat Pay JSAPI → the ``wx.requestPayment``
-    parameters; Native → ``{code_url}``. Safe to repeat (providers dedupe on payment_no)."""
+    parameters for the caller's own WeChat identity (409 ``wechat_identity_required`` without
+    one); H5 → ``{h5_url}``; Native → ``{code_url}``. Safe to repeat (providers dedupe on
+    payment_no)."""
     return service.start_payment(
         db,
         settings,
@@ -76,8 +82,7 @@ def pay(
         payment_no=payment_no,
         provider_name=body.provider,
         method=body.method,
-        openid=body.openid,
-        client_ip=request.client.host if request.client else None,
+        client_ip=client_address(request),
     )
 
 
@@ -142,26 +147,46 @@ color:#07c160;text-decoration:none;border:1px solid #07c160}}
 """
 
 _BUTTONS = """<form method="post"><input type="hidden" name="result" value="success">
+<input type="hidden" name="csrf_token" value="{csrf}">
 <button class="ok" type="submit">支付成功</button></form>
 <form method="post"><input type="hidden" name="result" value="fail">
+<input type="hidden" name="csrf_token" value="{csrf}">
 <button class="fail" type="submit">支付失败</button></form>"""
+
+
+def _sandbox_payer(request: Request, api_actor: Actor | None) -> tuple[int, bool]:
+    """The sandbox cashier serves the payer only: (user id, came with a bearer token). Pages
+    use the page session (its POSTs then need the CSRF token); API clients their token."""
+    if api_actor is not None:
+        return api_actor.user_id, True
+    page = page_context(request)
+    if page.actor is None:
+        raise Forbidden("请先登录付款人的账号", code="payer_session_required")
+    return page.actor.user_id, False
 
 
 @sandbox_router.get("/cashier/{payment_no}", response_class=HTMLResponse)
 def sandbox_cashier(
-    payment_no: PaymentNo, session: ReadSessionDep, settings: SettingsDep
+    payment_no: PaymentNo,
+    request: Request,
+    api_actor: OptionalActorDep,
+    session: ReadSessionDep,
+    settings: SettingsDep,
 ) -> HTMLResponse:
-    """The sandbox's cashier page: what a consumer sees instead of WeChat Pay."""
+    """The sandbox's cashier page: what a consumer sees instead of WeChat Pay (the payer's
+    own payment only)."""
     registry.get_provider(registry.SANDBOX, settings)  # 404 where the sandbox is turned off
-    view = service.sandbox_cashier_view(session, payment_no)
+    user_id, _ = _sandbox_payer(request, api_actor)
+    view = service.sandbox_cashier_view(session, payment_no, user_id=user_id)
     payable = view["provider"] == registry.SANDBOX and view["status"] in ("pending", "failed")
+    buttons = _BUTTONS.format(csrf=escape(page_session(request).csrf_token())) if payable else ""
     page = _CASHIER_HTML.format(
         amount=escape(format_yuan(view["amount_fen"])),
         description=escape(view["description"]),
         payment_no=escape(view["payment_no"]),
         expires=escape(format_china(view["expires_at"])),
         status=escape(view["status_label"]),
-        buttons=_BUTTONS if payable else "",
+        buttons=buttons,
         back=_back_link(view["orders"]),
     )
     return HTMLResponse(page)
@@ -189,10 +214,19 @@ def _back_link(order_nos: list[str]) -> str:
     },
 )
 async def sandbox_cashier_result(
-    payment_no: PaymentNo, request: Request, db: DbDep, settings: SettingsDep
+    payment_no: PaymentNo,
+    request: Request,
+    api_actor: OptionalActorDep,
+    db: DbDep,
+    settings: SettingsDep,
 ) -> Any:
     """支付成功 / 支付失败: a signed notification through the same path as real providers.
+    Only the payer: their bearer token, or their page session with its CSRF token.
     JSON in → JSON out; the page's form → back to the page."""
+    registry.get_provider(registry.SANDBOX, settings)
+    user_id, by_token = await run_in_threadpool(_sandbox_payer, request, api_actor)
+    if not by_token:
+        await verify_csrf(request)
     is_form = request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
     )
@@ -202,7 +236,7 @@ async def sandbox_cashier_result(
     except (ValueError, ValidationError) as exc:
         raise ValidationFailed("result 必须是 success 或 fail", field="result") from exc
     status = await run_in_threadpool(
-        service.sandbox_result, db, settings, payment_no, data.result == "success"
+        service.sandbox_result, db, settings, payment_no, data.result == "success", user_id
     )
     if is_form:
         return RedirectResponse(f"/sandbox/cashier/{payment_no}", status_code=303)

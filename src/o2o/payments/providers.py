@@ -151,10 +151,12 @@ class PaymentProvider(Protocol):
         *,
         method: str,
         payer_openid: str | None = None,
+        payer_appid: str | None = None,
         client_ip: str | None = None,
     ) -> dict[str, Any]:
-        """What the client needs to pay: a cashier URL (sandbox), JSAPI parameters or a
-        Native ``code_url`` (WeChat Pay). Idempotent for the same payment_no."""
+        """What the client needs to pay: a cashier URL (sandbox), JSAPI parameters (for the
+        payer's openid in app ``payer_appid``), a Native ``code_url`` or an H5 ``h5_url``
+        (WeChat Pay). Idempotent for the same payment_no."""
         ...
 
     def query(self, payment: PaymentRequest) -> PaymentEvent:

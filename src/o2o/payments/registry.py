@@ -1,7 +1,7 @@
 """Which payment providers this installation offers, built from the settings.
 
-``sandbox`` is always available unless ``O2O_SANDBOX_PAYMENTS=false`` (turn it off in production:
-anyone who can reach its cashier can mark a payment paid). ``wechatpay`` comes from
+``sandbox`` is available only with ``O2O_SANDBOX_PAYMENTS=true`` (``make run`` sets it for the
+embedded demo; never in production: its cashier lets the payer mark a payment paid). ``wechatpay`` comes from
 ``o2o.payments.wechatpay_provider.build_provider(settings)``, which returns None while WeChat Pay
 is not configured. Providers are built once per settings object (they keep connection pools).
 """
@@ -31,7 +31,7 @@ _built: dict[tuple[str, int], tuple[Settings, PaymentProvider | None]] = {}
 
 
 def _sandbox(settings: Settings) -> PaymentProvider | None:
-    if not getattr(settings, "sandbox_payments", True):
+    if not getattr(settings, "sandbox_payments", False):
         return None
     return SandboxProvider(settings.resolved_secret_key())
 

@@ -71,6 +71,7 @@ class SandboxProvider:
         *,
         method: str = "cashier",
         payer_openid: str | None = None,
+        payer_appid: str | None = None,
         client_ip: str | None = None,
     ) -> dict[str, Any]:
         if method != "cashier":

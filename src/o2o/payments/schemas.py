@@ -10,16 +10,16 @@ from pydantic import Field
 from o2o.schemas import Schema
 
 ProviderName = Literal["sandbox", "wechatpay"]
-PayMethod = Literal["cashier", "jsapi", "native"]
+PayMethod = Literal["cashier", "jsapi", "native", "h5"]
 RefundStatus = Literal["pending", "processing", "succeeded", "failed", "abnormal"]
 AbnormalRefundType = Literal["USER_BANK_CARD", "MERCHANT_BANK_CARD"]
 
 
 class PayIn(Schema):
     provider: ProviderName = "sandbox"
-    # sandbox: cashier; wechatpay: jsapi (inside WeChat, needs openid) or native (QR code).
+    # sandbox: cashier; wechatpay: jsapi (inside WeChat: the payer's openid comes from their
+    # own WeChat sign-in, never from the request), h5 (a phone browser) or native (QR code).
     method: PayMethod | None = None
-    openid: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\w\-]+$")] | None = None
 
 
 class PaymentOut(Schema):

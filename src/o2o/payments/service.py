@@ -91,6 +91,7 @@ from o2o.payments.providers import (
     REFUND_SUCCEEDED as EVENT_REFUND_SUCCEEDED,
 )
 from o2o.timeutil import utcnow
+from o2o.wechat import service as wechat_identities
 
 log = logging.getLogger(__name__)
 
@@ -204,18 +205,25 @@ def start_payment(
     payment_no: str,
     provider_name: str,
     method: str | None = None,
-    openid: str | None = None,
     client_ip: str | None = None,
 ) -> dict[str, Any]:
     """The consumer pays: fix the provider on the payment, then ask the provider (outside the
-    transaction) for what the client needs — a cashier URL, JSAPI parameters, a QR code URL."""
+    transaction) for what the client needs — a cashier URL, JSAPI parameters, a QR code URL, an
+    H5 URL. A JSAPI payer's openid is the consumer's own WeChat identity for an app id the
+    provider can pay for (``payer_appids``), never one a client sends."""
     provider = registry.get_provider(provider_name, settings)
-    if method is None:
-        method = "native" if provider_name == registry.WECHATPAY and not openid else None
-        method = method or DEFAULT_METHODS.get(provider_name, "cashier")
+    payer_appids: list[str] = list(getattr(provider, "payer_appids", list)())
     now = utcnow()
     with db.transaction() as session:
         payment = get_own_payment(session, user_id, payment_no)
+        payer = wechat_identities.openid_for(session, user_id, payer_appids)
+        if method is None:
+            method = "jsapi" if payer else ("native" if payer_appids else None)
+            method = method or DEFAULT_METHODS.get(provider_name, "cashier")
+        if method == "jsapi" and payer_appids and payer is None:
+            raise Conflict(
+                "请在微信中打开页面完成支付（需要微信授权登录）", code="wechat_identity_required"
+            )
         payment = lock_payment(session, payment_id=payment.id)
         assert payment is not None
         next_status = PAYMENT_STATUS.next_state(payment.status, "start")
@@ -233,10 +241,11 @@ def start_payment(
         payment.started_at = payment.started_at or now
         payment.updated_at = now
         request = payment_request(session, payment)
+    payer_args: dict[str, Any] = {}
+    if method == "jsapi" and payer is not None:
+        payer_args = {"payer_openid": payer[1], "payer_appid": payer[0]}
     try:
-        prepared = provider.prepare(
-            request, method=method, payer_openid=openid, client_ip=client_ip
-        )
+        prepared = provider.prepare(request, method=method, client_ip=client_ip, **payer_args)
     except ProviderUnavailable as exc:
         raise ProviderUnavailableError("支付服务暂时无法连接，请稍后重试") from exc
     except ProviderRefused as exc:
@@ -639,15 +648,22 @@ def _submit_refunds(db: Database, settings: Settings, refund_ids: Sequence[int])
             log.exception("submitting refund %s failed; the worker retries", refund_id)
 
 
-def refresh_payment(db: Database, settings: Settings, payment: Payment) -> bool:
-    """Active query: a payment still waiting a minute after it started asks its provider (not
-    more often than every 10 s). True when that changed something."""
+def refresh_payment(
+    db: Database,
+    settings: Settings,
+    payment: Payment,
+    *,
+    after: timedelta = ACTIVE_QUERY_AFTER,
+    every: timedelta = ACTIVE_QUERY_EVERY,
+) -> bool:
+    """Active query: a payment still waiting ``after`` (a minute) after it started asks its
+    provider (not more often than ``every``, 10 s). True when that changed something."""
     now = utcnow()
     if payment.status not in (PENDING,) or payment.provider is None or payment.started_at is None:
         return False
-    if now - payment.started_at < ACTIVE_QUERY_AFTER:
+    if now - payment.started_at < after:
         return False
-    if payment.queried_at is not None and now - payment.queried_at < ACTIVE_QUERY_EVERY:
+    if payment.queried_at is not None and now - payment.queried_at < every:
         return False
     provider = registry.find_provider(payment.provider, settings)
     if provider is None:
@@ -1120,13 +1136,14 @@ def is_stuck(refund: Refund, now: datetime | None = None) -> bool:
 # --- the sandbox cashier ---------------------------------------------------------------------
 
 
-def sandbox_result(db: Database, settings: Settings, payment_no: str, success: bool) -> str:
-    """The sandbox cashier's buttons: a signed notification through the same notify path."""
+def sandbox_result(
+    db: Database, settings: Settings, payment_no: str, success: bool, user_id: int
+) -> str:
+    """The sandbox cashier's buttons (the payer's own payment only): a signed notification
+    through the same notify path."""
     provider = registry.get_provider(registry.SANDBOX, settings)
     with db.transaction(readonly=True) as session:
-        payment = session.scalar(select(Payment).where(Payment.payment_no == payment_no))
-        if payment is None:
-            raise NotFound("支付单不存在", code="payment_not_found")
+        payment = get_own_payment(session, user_id, payment_no)
         if payment.provider != registry.SANDBOX:
             raise Conflict("该支付单未选择沙箱支付", code="provider_mismatch")
         amount, currency = payment.amount_fen, payment.currency
@@ -1141,10 +1158,8 @@ def sandbox_result(db: Database, settings: Settings, payment_no: str, success: b
     return status or ""
 
 
-def sandbox_cashier_view(session: Session, payment_no: str) -> dict[str, Any]:
-    payment = session.scalar(select(Payment).where(Payment.payment_no == payment_no))
-    if payment is None:
-        raise NotFound("支付单不存在", code="payment_not_found")
+def sandbox_cashier_view(session: Session, payment_no: str, *, user_id: int) -> dict[str, Any]:
+    payment = get_own_payment(session, user_id, payment_no)
     request = payment_request(session, payment)
     return {
         "payment_no": payment.payment_no,

@@ -31,6 +31,18 @@ from o2o.payments.wechatpay_crypto import (
 )
 from o2o.payments.wechatpay_transport import WeChatPayTransport
 
+# scene_info.h5_info.type: the kind of page the H5 payment starts from.
+H5_TYPE_WAP = "Wap"
+H5_TYPES = frozenset({"iOS", "Android", "Wap"})
+
+
+def _h5_scene(payer_client_ip: str, h5_type: str) -> dict[str, Any]:
+    if not payer_client_ip:
+        raise ValueError("an H5 payment needs the payer's IP address")
+    if h5_type not in H5_TYPES:
+        raise ValueError(f"h5_info.type must be one of {sorted(H5_TYPES)}")
+    return {"payer_client_ip": payer_client_ip, "h5_info": {"type": h5_type}}
+
 
 class WeChatPayClient(WeChatPayTransport):
     """Sync WeChat Pay v3 client. Thread-safe; reuse one per merchant account."""
@@ -110,6 +122,39 @@ class WeChatPayClient(WeChatPayTransport):
         )
         data = self._call("POST", f"{self._pay_prefix()}/native", body=body)
         return str(data["code_url"])
+
+    def h5_prepay(
+        self,
+        *,
+        out_trade_no: str,
+        description: str,
+        amount_fen: int,
+        time_expire: datetime,
+        payer_client_ip: str,
+        h5_type: str = H5_TYPE_WAP,
+        attach: str | None = None,
+        notify_url: str | None = None,
+        profit_sharing: bool = False,
+        sub_mchid: str | None = None,
+        sub_appid: str | None = None,
+    ) -> str:
+        """H5 order (a phone browser outside WeChat) → ``h5_url``: send the browser there
+        (append ``&redirect_url=`` to come back). WeChat Pay checks the payer's IP against
+        the one that opens the URL, so ``payer_client_ip`` must be the real client address."""
+        body = self._order_body(
+            out_trade_no=out_trade_no,
+            description=description,
+            amount_fen=amount_fen,
+            time_expire=time_expire,
+            attach=attach,
+            notify_url=notify_url,
+            profit_sharing=profit_sharing,
+            goods_tag=None,
+            sub_mchid=sub_mchid,
+            sub_appid=sub_appid,
+        )
+        body["scene_info"] = _h5_scene(payer_client_ip, h5_type)
+        return str(self._call("POST", f"{self._pay_prefix()}/h5", body=body)["h5_url"])
 
     def jsapi_pay_params(self, prepay_id: str, *, appid: str | None = None) -> dict[str, str]:
         """Parameters for ``wx.requestPayment`` / ``WeixinJSBridge`` (signType RSA)."""
@@ -210,6 +255,27 @@ class WeChatPayClient(WeChatPayTransport):
             payer_client_ip=payer_client_ip,
         )
         return str(self._call("POST", "/v3/combine-transactions/native", body=body)["code_url"])
+
+    def combine_h5_prepay(
+        self,
+        *,
+        combine_out_trade_no: str,
+        sub_orders: Sequence[CombineSubOrder],
+        time_expire: datetime,
+        payer_client_ip: str,
+        h5_type: str = H5_TYPE_WAP,
+        notify_url: str | None = None,
+    ) -> str:
+        """合单 H5 order → ``h5_url``."""
+        body = self._combine_body(
+            combine_out_trade_no=combine_out_trade_no,
+            sub_orders=sub_orders,
+            time_expire=time_expire,
+            notify_url=notify_url,
+            payer_client_ip=payer_client_ip,
+        )
+        body["scene_info"] = _h5_scene(payer_client_ip, h5_type)
+        return str(self._call("POST", "/v3/combine-transactions/h5", body=body)["h5_url"])
 
     def query_combine_order(self, combine_out_trade_no: str) -> dict[str, Any]:
         """Combined order with per-sub-order ``trade_state``, ``transaction_id``, amounts."""

@@ -57,6 +57,7 @@ from o2o.payments.wechatpay import (
 )
 from o2o.payments.wechatpay_settings import NOTIFY_PATH, WeChatPaySettings
 from o2o.timeutil import as_utc
+from o2o.wechat.config import wechat_settings
 
 if TYPE_CHECKING:
     from o2o.config import Settings
@@ -204,12 +205,15 @@ class WeChatPayProvider:
         *,
         http_client: httpx.Client | None = None,
         clock: Callable[[], float] = time.time,
+        sub_appid: str = "",
     ) -> None:
         self.settings = settings
         self.config = settings.to_config()
         self.partner = settings.partner
         self._clock = clock
         self.client = WeChatPayClient(self.config, http_client=http_client, clock=clock)
+        # Partner mode: the app id bound to the sub-merchants whose openids pay as sub_openid.
+        self.sub_appid = sub_appid.strip()
 
     def close_client(self) -> None:
         """Release the HTTP connection pool."""
@@ -273,29 +277,49 @@ class WeChatPayProvider:
 
     # ------------------------------------------------------------------ prepare
 
+    def payer_appids(self) -> list[str]:
+        """The app ids whose openids can pay JSAPI here: the merchant's (sp_appid in partner
+        mode) and, in partner mode, the sub-merchants' bound app id (``O2O_WECHAT_SUB_APPID``)."""
+        found = [self.config.appid]
+        if self.partner and self.sub_appid and self.sub_appid != self.config.appid:
+            found.append(self.sub_appid)
+        return found
+
     def prepare(
         self,
         payment: PaymentRequest,
         *,
         method: str = "jsapi",
         payer_openid: str | None = None,
+        payer_appid: str | None = None,
         client_ip: str | None = None,
     ) -> dict[str, Any]:
         """JSAPI: the ``wx.requestPayment`` / ``WeixinJSBridge`` parameters
-        (``appId, timeStamp, nonceStr, package, signType, paySign``); Native: ``{code_url}``.
+        (``appId, timeStamp, nonceStr, package, signType, paySign``); Native: ``{code_url}``;
+        H5: ``{h5_url}``.
 
-        Repeating it for the same payment (same method) gives the same prepay id / code URL.
+        ``payer_appid`` is the app the openid belongs to (default: the merchant's app id); in
+        partner mode another app id is the sub-merchants' ``sub_appid`` (``sub_openid``).
+        Repeating it for the same payment (same method) gives the same prepay id / URL.
         """
-        if method not in {"jsapi", "native"}:
-            raise ValueError(f"unsupported WeChat Pay method {method!r} (jsapi or native)")
+        if method not in {"jsapi", "native", "h5"}:
+            raise ValueError(f"unsupported WeChat Pay method {method!r} (jsapi, native or h5)")
         if method == "jsapi" and not payer_openid:
             raise ValueError("JSAPI payment needs the payer's openid")
+        app = payer_appid or self.config.appid
+        if method == "jsapi" and app not in self.payer_appids():
+            raise ValueError(f"the payer's openid belongs to {app}, which cannot pay here")
+        sub_appid = app if app != self.config.appid else None
         time_expire = self._check_payment(payment)
         client_ip = _ip_or_none(client_ip)
+        if method == "h5" and not client_ip:
+            raise ValueError("an H5 payment needs the payer's IP address")
         with _translated():
             if self._is_combine(payment):
                 subs = self._combine_subs(payment)
                 if method == "jsapi":
+                    if sub_appid:
+                        raise ValueError("a combined payment needs the payer's sp_appid openid")
                     prepay_id = self.client.combine_jsapi_prepay(
                         combine_out_trade_no=payment.payment_no,
                         sub_orders=subs,
@@ -306,6 +330,14 @@ class WeChatPayProvider:
                     return self.client.jsapi_pay_params(prepay_id)
                 if not client_ip:
                     raise ValueError("a combined Native payment needs the payer's IP address")
+                if method == "h5":
+                    h5_url = self.client.combine_h5_prepay(
+                        combine_out_trade_no=payment.payment_no,
+                        sub_orders=subs,
+                        time_expire=time_expire,
+                        payer_client_ip=client_ip,
+                    )
+                    return {"h5_url": h5_url}
                 code_url = self.client.combine_native_prepay(
                     combine_out_trade_no=payment.payment_no,
                     sub_orders=subs,
@@ -322,8 +354,16 @@ class WeChatPayProvider:
                 "profit_sharing": self.partner,  # see _combine_subs
             }
             if method == "jsapi":
-                prepay_id = self.client.jsapi_prepay(payer_openid=payer_openid or "", **common)
-                return self.client.jsapi_pay_params(prepay_id)
+                prepay_id = self.client.jsapi_prepay(
+                    payer_openid=payer_openid or "",
+                    sub_appid=sub_appid,
+                    openid_of="sub" if sub_appid else "sp",
+                    **common,
+                )
+                return self.client.jsapi_pay_params(prepay_id, appid=app)
+            if method == "h5":
+                assert client_ip is not None
+                return {"h5_url": self.client.h5_prepay(payer_client_ip=client_ip, **common)}
             return {"code_url": self.client.native_prepay(**common)}
 
     # ------------------------------------------------------------------ query / close
@@ -602,7 +642,7 @@ def build_provider(settings: Settings, **overrides: Any) -> WeChatPayProvider | 
     if not wechat.enabled:
         return None
     try:
-        return WeChatPayProvider(wechat)
+        return WeChatPayProvider(wechat, sub_appid=wechat_settings(settings).sub_appid)
     except (
         ValueError,
         TypeError,

@@ -37,6 +37,9 @@ from o2o.timeutil import utcnow
 from o2o.web.csrf import verify_csrf
 from o2o.web.session import REFRESH_AFTER, SESSION_MAX_AGE, PageSession, page_session
 from o2o.web.templating import templates
+from o2o.wechat import flows as wechat_flows
+from o2o.wechat import service as wechat
+from o2o.wechat.config import wechat_settings
 
 
 def page_router(**kwargs: Any) -> APIRouter:
@@ -48,6 +51,15 @@ def page_router(**kwargs: Any) -> APIRouter:
         dependencies=[Depends(verify_csrf)],
         **kwargs,
     )
+
+
+class WeChatAuthorize(Exception):
+    """Raised by ``page_context`` inside WeChat without a session: rendered as a redirect to
+    WeChat's silent web authorization (``snsapi_base``)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
 
 
 class LoginRequired(Exception):
@@ -155,7 +167,44 @@ def page_context(request: Request) -> PageContext:
         if extend and sid:
             with db.transaction() as s:
                 accounts.extend_session(s, sid, SESSION_MAX_AGE)
-    return PageContext(request, db, request.app.state.settings, actor)
+    settings = request.app.state.settings
+    if actor is None:
+        authorize = wechat_authorization_url(request, session, settings)
+        if authorize:
+            raise WeChatAuthorize(authorize)
+    return PageContext(request, db, settings, actor)
+
+
+# Pages that never start a WeChat authorization: the callback itself, and signing in by phone.
+NO_WECHAT_AUTHORIZATION = ("/wechat/", "/login", "/register", "/logout")
+
+
+def wechat_authorization_url(
+    request: Request, session: PageSession, settings: Settings
+) -> str | None:
+    """Where a visitor without a session goes first inside WeChat (公众号 configured): WeChat's
+    silent authorization, with a state bound to this browser's session and the page to come back
+    to (a local path). None: show the page as it is."""
+    if request.method != "GET" or is_htmx(request):
+        return None
+    if not wechat.is_wechat_browser(request.headers.get("user-agent")):
+        return None
+    if request.url.path.startswith(NO_WECHAT_AUTHORIZATION):
+        return None
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return wechat_authorize(session, settings, target)
+
+
+def wechat_authorize(
+    session: PageSession, settings: Settings, target: str, *, bind: bool = False
+) -> str | None:
+    """WeChat's silent authorization coming back to ``target``; ``bind``: for the account
+    signed in now. None when the 公众号 is not configured or a recent attempt failed."""
+    if not wechat_settings(settings).oauth_enabled or not wechat.should_authorize(session):
+        return None
+    state = wechat.new_state(session, safe_next(target), bind=bind)
+    redirect_uri = settings.public_base_url.rstrip("/") + wechat.CALLBACK_PATH
+    return wechat_flows.client(settings).authorize_url(redirect_uri, state)
 
 
 PageDep = Annotated[PageContext, Depends(page_context)]

@@ -21,7 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from o2o.errors import BUSY_RETRY_AFTER, AppError
-from o2o.web.context import LoginRequired, is_htmx, login_url
+from o2o.web.context import LoginRequired, WeChatAuthorize, is_htmx, login_url
 from o2o.web.session import PageSession, is_page_path
 from o2o.web.templating import templates
 
@@ -85,6 +85,10 @@ def _redirect_to_login(request: Request, next_url: str) -> Response:
 
 def _login_required(request: Request, exc: LoginRequired) -> Response:
     return _redirect_to_login(request, exc.next_url)
+
+
+def _wechat_authorize(request: Request, exc: WeChatAuthorize) -> Response:
+    return RedirectResponse(exc.url, status_code=302)
 
 
 def _app_error(request: Request, exc: AppError) -> Response:
@@ -168,6 +172,7 @@ def _for_pages(
 
 def install_page_errors(app: FastAPI) -> None:
     app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(WeChatAuthorize, _wechat_authorize)
     for exc_class, page_handler in PAGE_HANDLERS.items():
         original = app.exception_handlers.get(exc_class)
         app.add_exception_handler(exc_class, _for_pages(page_handler, original))

@@ -1,7 +1,7 @@
 """listings people can judge: uploaded photos, deal contents and rules, store hours and photos
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 
 * ``media_images``: one row per merchant and uploaded photo (files are content-addressed).
 * ``listings.deal_items`` / ``deal_rules``: a deal's contents and its usage rules as JSON data
@@ -17,7 +17,7 @@ from alembic import op
 import o2o.db
 
 revision: str = "0016"
-down_revision: str | None = "0014"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

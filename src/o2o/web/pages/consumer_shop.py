@@ -445,8 +445,11 @@ def checkout_once(
 
 
 def _go_pay(page: PageContext, payment_no: str, order_no: str) -> Response:
-    """Start the payment with the sandbox cashier; without it, back to the order page."""
+    """To the cashier (收银台, o2o.web.pages.consumer_pay) when WeChat Pay is configured; else
+    start the payment with the sandbox cashier; without either, back to the order page."""
     assert page.actor is not None
+    if registry.find_provider(registry.WECHATPAY, page.settings) is not None:
+        return RedirectResponse(f"/pay/{payment_no}", status_code=303)
     try:
         started = payments.start_payment(
             page.db,
