@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from o2o.errors import Conflict
+from o2o.events import STAFF, Who
 from o2o.orders import service as orders
 from o2o.orders.models import Order
 from o2o.payments import registry, service
@@ -151,7 +152,7 @@ def test_unpaid_shipped_and_service_orders_are_not_refunded_here(
 
     with db.transaction() as session:
         order = session.scalar(select(Order).where(Order.order_no == paid_goods["order_no"]))
-        orders.set_status(session, order, "ship")
+        orders.set_status(session, order, "ship", by=Who(STAFF))
     r = api.post(f"/api/v1/orders/{paid_goods['order_no']}/refunds", json={}, as_=token)
     assert r.status_code == 409 and r.json()["code"] == "invalid_transition"
     assert refunds(db) == []
@@ -166,7 +167,7 @@ def test_a_refunding_order_cannot_ship(
     with db.transaction() as session:
         order = session.scalar(select(Order).where(Order.order_no == paid_goods["order_no"]))
         with pytest.raises(Conflict):
-            orders.set_status(session, order, "ship")
+            orders.set_status(session, order, "ship", by=Who(STAFF))
 
 
 def test_partial_refunds_through_the_mechanism_never_exceed_what_was_paid(

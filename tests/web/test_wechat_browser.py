@@ -20,7 +20,7 @@ from tests.fakes.wechatpay_server import FakeWeChatPay
 from tests.live_support import serve
 from tests.support import PASSWORD
 from tests.test_cli import free_port
-from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, login, screenshot
+from tests.web.conftest import CHROMIUM, login, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
@@ -78,9 +78,8 @@ def wechat_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def test_anonymous_in_wechat_signs_in_silently_buys_pays_and_sees_the_voucher(
-    wechat_world: Any,
+    wechat_world: Any, browser: Any
 ) -> None:
-    from playwright.sync_api import sync_playwright
 
     pay, wx, live = wechat_world
     world = live.world
@@ -101,50 +100,43 @@ def test_anonymous_in_wechat_signs_in_silently_buys_pays_and_sees_the_voucher(
         note = pay.pay(order.out_trade_no, deliver=True)
         return note.response is not None and note.response.status_code in (200, 204)
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        context = browser.new_context(
-            base_url=live.base,
-            user_agent=WECHAT_UA,
-            viewport={"width": 375, "height": 812},
-            is_mobile=True,
-            has_touch=True,
-            locale="zh-CN",
-            timezone_id="Asia/Shanghai",
-        )
-        context.add_init_script(FAKE_BRIDGE)
-        context.expose_function("wechatPays", wechat_pays)
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        try:
-            # Anonymous → WeChat's silent authorization → back on the deal, signed in.
-            page.goto(f"/l/{deal.listing_id}")
-            # (Chromium keeps the authorize URL's #wechat_redirect across the redirects; WeChat does not.)
-            expect(page).to_have_url(re.compile(rf"/l/{deal.listing_id}(#wechat_redirect)?$"))
-            assert wx.requests[0][0] == "authorize"
-            assert wx.requests[0][1]["scope"] == "snsapi_base"
-            expect(page.locator(".topbar .who")).to_have_text("微信用户")
+    context = browser.new_context(
+        base_url=live.base,
+        user_agent=WECHAT_UA,
+        viewport={"width": 375, "height": 812},
+        is_mobile=True,
+        has_touch=True,
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
+    )
+    context.add_init_script(FAKE_BRIDGE)
+    context.expose_function("wechatPays", wechat_pays)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        # Anonymous → WeChat's silent authorization → back on the deal, signed in.
+        page.goto(f"/l/{deal.listing_id}")
+        # (Chromium keeps the authorize URL's #wechat_redirect across the redirects; WeChat does not.)
+        expect(page).to_have_url(re.compile(rf"/l/{deal.listing_id}(#wechat_redirect)?$"))
+        assert wx.requests[0][0] == "authorize"
+        assert wx.requests[0][1]["scope"] == "snsapi_base"
+        expect(page.locator(".topbar .who")).to_have_text("微信用户")
 
-            page.get_by_role("button", name="立即购买").click()
-            expect(page.get_by_role("heading", name="确认订单")).to_be_visible()
-            page.get_by_role("button", name="提交订单并支付").click()
+        page.get_by_role("button", name="立即购买").click()
+        expect(page.get_by_role("heading", name="确认订单")).to_be_visible()
+        page.get_by_role("button", name="提交订单并支付").click()
 
-            # The cashier calls the bridge; 支付成功 only after the server has the payment.
-            expect(page.get_by_test_id("pay-state")).to_have_text("支付成功")
-            assert len(bridged) == 1 and bridged[0]["signType"] == "RSA"
-            screenshot(page, "wechat-paid")
-            page.wait_for_url(re.compile(r"/orders/[A-Za-z0-9]+$"))
-            expect(page.get_by_test_id("order-status")).to_have_text("已支付")
-            voucher = page.get_by_test_id("voucher").first
-            expect(voucher.get_by_test_id("voucher-code")).to_have_text(
-                re.compile(r"^\d{4}( \d{4})+$")
-            )
-            screenshot(page, "wechat-voucher")
-        finally:
-            context.close()
-            browser.close()
+        # The cashier calls the bridge; 支付成功 only after the server has the payment.
+        expect(page.get_by_test_id("pay-state")).to_have_text("支付成功")
+        assert len(bridged) == 1 and bridged[0]["signType"] == "RSA"
+        screenshot(page, "wechat-paid")
+        page.wait_for_url(re.compile(r"/orders/[A-Za-z0-9]+$"))
+        expect(page.get_by_test_id("order-status")).to_have_text("待使用")
+        voucher = page.get_by_test_id("voucher").first
+        expect(voucher.get_by_test_id("voucher-code")).to_have_text(re.compile(r"^\d{4}( \d{4})+$"))
+        screenshot(page, "wechat-voucher")
+    finally:
+        context.close()
     # The payer was the consumer WeChat signed in: the fake's order carries their openid.
     paid = [o for o in pay.orders.values() if o.trade_state == "SUCCESS"]
     assert len(paid) == 1 and paid[0].openid == next(iter(wx.users.values())).openid(
@@ -152,40 +144,36 @@ def test_anonymous_in_wechat_signs_in_silently_buys_pays_and_sees_the_voucher(
     )
 
 
-def test_a_phone_browser_outside_wechat_pays_by_h5_and_comes_back(wechat_world: Any) -> None:
-    from playwright.sync_api import sync_playwright
+def test_a_phone_browser_outside_wechat_pays_by_h5_and_comes_back(
+    wechat_world: Any, browser: Any
+) -> None:
 
     pay, _wx, live = wechat_world
     world = live.world
     deal = make_deal(world.db, world.a.id, world.category_id, world.a.store_ids, title="H5双人餐")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        context = browser.new_context(
-            base_url=live.base,
-            user_agent=PHONE_UA,
-            viewport={"width": 375, "height": 812},
-            is_mobile=True,
-            has_touch=True,
-            locale="zh-CN",
-            timezone_id="Asia/Shanghai",
-        )
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        try:
-            login(page, world.phones["consumer"], PASSWORD, f"/l/{deal.listing_id}")
-            page.get_by_role("button", name="立即购买").click()
-            page.get_by_role("button", name="提交订单并支付").click()
-            # WeChat's H5 cashier (the fake's), then back to ours, which waits for the server.
-            expect(page.get_by_role("heading", name="微信支付")).to_be_visible()
-            expect(page.get_by_test_id("amount")).to_have_text("¥50.00")
-            page.get_by_role("button", name="确认支付").click()
-            expect(page.get_by_test_id("pay-state")).to_have_text("支付成功")
-            page.get_by_role("link", name="查看订单").click()
-            expect(page.get_by_test_id("order-status")).to_have_text("已支付")
-        finally:
-            context.close()
-            browser.close()
+    context = browser.new_context(
+        base_url=live.base,
+        user_agent=PHONE_UA,
+        viewport={"width": 375, "height": 812},
+        is_mobile=True,
+        has_touch=True,
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        login(page, world.phones["consumer"], PASSWORD, f"/l/{deal.listing_id}")
+        page.get_by_role("button", name="立即购买").click()
+        page.get_by_role("button", name="提交订单并支付").click()
+        # WeChat's H5 cashier (the fake's), then back to ours, which waits for the server.
+        expect(page.get_by_role("heading", name="微信支付")).to_be_visible()
+        expect(page.get_by_test_id("amount")).to_have_text("¥50.00")
+        page.get_by_role("button", name="确认支付").click()
+        expect(page.get_by_test_id("pay-state")).to_have_text("支付成功")
+        page.get_by_role("link", name="查看订单").click()
+        expect(page.get_by_test_id("order-status")).to_have_text("待使用")
+    finally:
+        context.close()
     h5 = [r for r in pay.requests if r.path == "/v3/pay/transactions/h5"]
     assert len(h5) == 1 and h5[0].body["scene_info"]["payer_client_ip"] == "127.0.0.1"

@@ -50,17 +50,17 @@ def upgrade() -> None:
             batch_op.f("ix_media_images_merchant_id"), ["merchant_id"], unique=False
         )
 
-    with op.batch_alter_table("listings", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("deal_items", sa.JSON(), server_default=sa.text("'[]'"), nullable=False)
-        )
-        batch_op.add_column(sa.Column("deal_rules", sa.JSON(), nullable=True))
-
-    with op.batch_alter_table("stores", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("hours", sa.JSON(), nullable=True))
-        batch_op.add_column(
-            sa.Column("photos", sa.JSON(), server_default=sa.text("'[]'"), nullable=False)
-        )
+    # Plain ADD COLUMN (no batch): on SQLite a batch rebuild of the table would drop the report
+    # triggers on listings and stores.
+    op.add_column(
+        "listings",
+        sa.Column("deal_items", sa.JSON(), server_default=sa.text("'[]'"), nullable=False),
+    )
+    op.add_column("listings", sa.Column("deal_rules", sa.JSON(), nullable=True))
+    op.add_column("stores", sa.Column("hours", sa.JSON(), nullable=True))
+    op.add_column(
+        "stores", sa.Column("photos", sa.JSON(), server_default=sa.text("'[]'"), nullable=False)
+    )
 
 
 def downgrade() -> None:
